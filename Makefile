@@ -1,0 +1,27 @@
+# wmbench: `make test` and `make evaluate` work on a fresh clone (they create .venv first).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODEL  ?= mlp-ensemble
+ENV    ?= halfcheetah
+PYTEST_ARGS ?=
+
+.PHONY: install test evaluate clean-cache
+
+# torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0 -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+evaluate: install
+	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)
+
+clean-cache:
+	rm -rf models/cache

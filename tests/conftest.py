@@ -1,0 +1,42 @@
+"""Every test runs against temporary dataset, checkpoint and results folders, never the repo's."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from wmbench.data import make_random_dataset
+from wmbench.envs import get_env
+
+SMOKE_STEPS = 3000  # the smoke profile's dataset size
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """Folders for datasets, checkpoints and results, set through wmbench's environment variables."""
+    root = tmp_path_factory.mktemp("wmbench")
+    paths = {
+        "MINARI_DATASETS_PATH": root / "datasets",
+        "WMBENCH_CACHE": root / "cache",
+        "WMBENCH_RESULTS": root / "results",
+    }
+    saved = {k: os.environ.get(k) for k in paths}
+    os.environ.update({k: str(v) for k, v in paths.items()})
+    yield paths
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def hopper_dataset(workspace) -> str:
+    """A smoke-sized random Hopper dataset (Hopper falls often: short episodes, terminations)."""
+    return make_random_dataset(get_env("hopper"), SMOKE_STEPS, seed=0, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(workspace):
+    """Apply the temporary folders to every test."""

@@ -1,0 +1,130 @@
+"""The CLI end to end (through the installed `wmbench` script) and every bad input a user can make."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from wmbench import cli
+from wmbench.evaluate import EvalRequest, checkpoint_path, evaluate
+from wmbench.models.base import get_model_class
+from wmbench.results import Cell, ResultsStore
+
+WMBENCH = shutil.which("wmbench") or os.path.join(os.path.dirname(sys.executable), "wmbench")
+
+
+def run_main(monkeypatch, capsys, *args):
+    """Run the CLI's real entry function in-process: `(exit code, stdout, stderr)`."""
+    monkeypatch.setattr(sys, "argv", ["wmbench", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_evaluate_end_to_end_then_resume(hopper_dataset):
+    args = [WMBENCH, "evaluate", "--model", "mlp-ensemble", "--env", "hopper", "--profile", "smoke", "--horizon", "5"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "mse_norm" in first.stdout and "generation:" in first.stdout
+
+    table = ResultsStore().read(model="mlp-ensemble", env="hopper", horizon=5)
+    per_step = table[table["metric"].isin(["mse", "mse_norm", "reward_mse", "term_disagree"])]
+    assert sorted(per_step["step"].unique()) == [1, 2, 3, 4, 5]
+    assert len(per_step) == 4 * 5
+    assert (table["dataset"] == hopper_dataset).all() and (table["n_trajectories"] == 16).all()
+    for column in ("git_commit", "versions", "device", "created"):
+        assert table[column].notna().all()
+    mse = per_step[per_step["metric"] == "mse"].sort_values("step")["value"].to_numpy()
+    assert (mse > 0).all() and mse[-1] > mse[0], "open-loop error grows with the horizon"
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already in the results store" in again.stderr
+    assert "training" not in again.stderr
+
+    printed = subprocess.run([WMBENCH, "results", "--format", "csv", "--model", "mlp-ensemble"],
+                             capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0
+    assert len(pd.read_csv(io.StringIO(printed.stdout))) == len(table)
+
+
+def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch):
+    request = EvalRequest(model="mlp-ensemble", env="hopper", horizon=4, seed=7, profile="smoke")
+    tables = []
+    for run in ("a", "b"):  # separate caches: both runs train from scratch
+        monkeypatch.setenv("WMBENCH_CACHE", str(tmp_path / run))
+        tables.append(evaluate(request, store=ResultsStore(tmp_path / f"results-{run}"), progress=False, say=lambda m: None))
+    deterministic = lambda t: t[~t["metric"].isin(["gen_time_s", "fit_time_s"])].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_series_equal(deterministic(tables[0])["value"], deterministic(tables[1])["value"])
+    other = evaluate(EvalRequest(**{**request.__dict__, "seed": 8}), store=ResultsStore(tmp_path / "c"),
+                     progress=False, say=lambda m: None)
+    assert not deterministic(other)["value"].equals(deterministic(tables[0])["value"])
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model", "nope"], "unknown model 'nope'; choose one of: mlp-ensemble"),
+    (["--env", "ant"], "unknown env 'ant'; choose one of: halfcheetah, hopper, walker2d"),
+    (["--profile", "huge"], "unknown profile 'huge'; choose one of: paper, quick, smoke"),
+    (["--horizon", "0"], "--horizon must be a positive"),
+    (["--n-trajectories", "-3"], "--n-trajectories must be positive"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--dataset", "mujoco/hopper/medium-v0"], "minari download mujoco/hopper/medium-v0"),
+    (["--env", "walker2d", "--no-make"], "wmbench data make walker2d"),
+])
+def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, args, expected):
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", *args)
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_names_the_file_and_stores_nothing(monkeypatch, capsys, hopper_dataset, tmp_path):
+    monkeypatch.setenv("WMBENCH_RESULTS", str(tmp_path / "results"))
+    cell = Cell("mlp-ensemble", "hopper", hopper_dataset, "bc", "smoke", 3, 5)
+    path = checkpoint_path(get_model_class("mlp-ensemble"), cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a checkpoint")
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke",
+                            "--horizon", "3", "--seed", "5")
+    assert code == 2 and str(path) in err and "corrupt" in err
+    assert ResultsStore().read().empty
+
+
+def test_corrupt_dataset_names_the_file_and_stores_nothing(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    monkeypatch.setenv("WMBENCH_RESULTS", str(tmp_path / "results"))
+    code, _, _ = run_main(monkeypatch, capsys, "data", "make", "walker2d", "--steps", "50")
+    assert code == 0
+    data_file = tmp_path / "datasets/wmbench/walker2d/random-v0/data/main_data.hdf5"
+    data_file.write_bytes(b"\x89HDF-truncated")
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "walker2d", "--profile", "smoke")
+    assert code == 2 and "corrupt or unreadable" in err and str(data_file.parent) in err
+    assert ResultsStore().read().empty
+
+
+def test_data_commands(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    code, out, _ = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "120", "--seed", "3")
+    assert code == 0 and "wmbench/halfcheetah/random-v0" in out
+    code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "120")
+    assert code == 2 and "--overwrite" in err
+    code, out, _ = run_main(monkeypatch, capsys, "data", "list")
+    assert out.strip() == "wmbench/halfcheetah/random-v0\t120 steps"
+    code, out, _ = run_main(monkeypatch, capsys, "data", "show", "wmbench/halfcheetah/random-v0")
+    assert '"steps": 120' in out and '"behaviour_policy": "random"' in out and '"seed": 3' in out
+    code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "0")
+    assert code == 2 and "--steps must be positive" in err
+
+
+def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "models", "--config")
+    assert code == 0 and "mlp-ensemble" in out and "elites = 5" in out
+
+
+def test_help_explains_the_commands(monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "evaluate", "--help")
+    assert code == 0 and "--horizon" in out and "smoke" in out

@@ -1,0 +1,103 @@
+import json
+
+import minari
+import numpy as np
+import pytest
+
+from wmbench import data
+from wmbench.envs import get_env
+from wmbench.errors import DatasetError
+
+
+def test_make_then_load_round_trip(hopper_dataset):
+    spec = get_env("hopper")
+    offline = data.load_dataset(hopper_dataset)
+    # Recollect with the same seed: the stored arrays are exactly what the env produced.
+    rng = np.random.default_rng(0)
+    episodes = data.collect_episodes(spec, lambda o: rng.uniform(-1, 1, spec.act_dim), 3000, 0, progress=False)
+    assert offline.n_episodes == len(episodes) > 1
+    assert offline.n_transitions == 3000
+    np.testing.assert_array_equal(offline.actions, np.concatenate([e["actions"] for e in episodes]))
+    np.testing.assert_allclose(offline.rewards, np.concatenate([e["rewards"] for e in episodes]), rtol=1e-6)
+    np.testing.assert_array_equal(offline.terminals, np.concatenate([e["terminations"] for e in episodes]))
+    np.testing.assert_array_equal(offline.qpos, np.concatenate([e["qpos"][:-1] for e in episodes]))
+    # Row t of the stored simulator state reproduces observation t.
+    np.testing.assert_allclose(spec.observe(offline.qpos, offline.qvel), offline.observations, atol=1e-6)
+    # Transitions chain inside an episode.
+    np.testing.assert_array_equal(offline.next_observations[:-1][~np.isin(np.arange(1, 3000), offline.episode_starts)],
+                                  offline.observations[1:][~np.isin(np.arange(1, 3000), offline.episode_starts)])
+
+
+def test_is_a_real_minari_dataset(hopper_dataset):
+    loaded = minari.load_dataset(hopper_dataset)
+    assert loaded.total_steps == 3000
+    episode = next(loaded.iterate_episodes())
+    assert episode.infos["qpos"].shape == (len(episode.actions) + 1, 6)
+    assert hopper_dataset in minari.list_local_datasets()
+
+
+def test_card_and_listing(hopper_dataset):
+    card = data.read_card(hopper_dataset)
+    assert card["steps"] == 3000 and card["behaviour_policy"] == "random" and card["env"] == "hopper"
+    assert (hopper_dataset, 3000) in data.list_datasets()
+
+
+def test_split_is_by_episode_and_deterministic(hopper_dataset):
+    offline = data.load_dataset(hopper_dataset)
+    train, held = offline.split(0.2, seed=3)
+    train2, held2 = offline.split(0.2, seed=3)
+    _, held3 = offline.split(0.2, seed=4)
+    np.testing.assert_array_equal(held.qpos, held2.qpos)
+    np.testing.assert_array_equal(train.actions, train2.actions)
+    assert not np.array_equal(held.qpos[:5], held3.qpos[:5])
+    assert train.n_episodes + held.n_episodes == offline.n_episodes
+    assert train.n_transitions + held.n_transitions == offline.n_transitions
+    assert held.n_episodes == round(0.2 * offline.n_episodes)
+    # Episodes are whole: every held-out episode's returns match one of the original episodes.
+    assert set(np.round(held.episode_returns(), 4)) <= set(np.round(offline.episode_returns(), 4))
+
+
+def test_missing_dataset_says_how_to_get_it(workspace):
+    with pytest.raises(DatasetError, match=r"wmbench data make halfcheetah.*minari download mujoco/halfcheetah/medium-v0"):
+        data.load_dataset("mujoco/halfcheetah/medium-v0")
+
+
+def test_corrupt_dataset_names_the_file(hopper_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    source = data.dataset_dir(hopper_dataset)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    shutil.copytree(source, tmp_path / hopper_dataset)
+    (tmp_path / hopper_dataset / "data" / "main_data.hdf5").write_bytes(b"not an hdf5 file")
+    with pytest.raises(DatasetError, match=f"{tmp_path}.*corrupt or unreadable"):
+        data.load_dataset(hopper_dataset)
+
+
+def test_dataset_without_simulator_state_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    from minari.data_collector import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    spec = get_env("walker2d")
+    rng = np.random.default_rng(0)
+    episodes = data.collect_episodes(spec, lambda o: rng.uniform(-1, 1, spec.act_dim), 200, 0, progress=False)
+    buffers = [EpisodeBuffer(id=i, observations=e["observations"], actions=e["actions"], rewards=list(e["rewards"]),
+                             terminations=list(e["terminations"]), truncations=list(e["truncations"]))
+               for i, e in enumerate(episodes)]
+    minari.create_dataset_from_buffers("remote/walker2d/style-v0", buffers, env=spec.gym_id)
+    with pytest.warns(UserWarning, match="clip velocities"):
+        offline = data.load_dataset("remote/walker2d/style-v0")
+    assert not offline.exact_states
+    np.testing.assert_array_equal(offline.qpos[:, 0], 0.0)
+    np.testing.assert_allclose(spec.observe(offline.qpos, offline.qvel), offline.observations, atol=1e-6)
+
+
+def test_normaliser_round_trip():
+    import torch
+
+    x = np.random.default_rng(0).normal(3.0, 5.0, size=(1000, 4)).astype(np.float32)
+    norm = data.Normaliser.fit(x)
+    z = norm.normalise(torch.as_tensor(x))
+    np.testing.assert_allclose(z.mean(0).numpy(), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0, unbiased=False).numpy(), 1.0, atol=1e-4)
+    np.testing.assert_allclose(norm.unnormalise(z).numpy(), x, atol=1e-4)
+    assert json.dumps(norm.mean.tolist())

@@ -1,0 +1,158 @@
+"""`wmbench`: train world models on offline MuJoCo data and measure their on-policy trajectories."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wmbench.errors import WmbenchError
+
+app = typer.Typer(
+    help=__doc__ + "\n\nStart with `wmbench evaluate --model mlp-ensemble --env halfcheetah`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Make, list and inspect Minari datasets (local only; nothing is downloaded).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=False)
+
+
+class Format(str, Enum):
+    markdown = "markdown"
+    csv = "csv"
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option("mlp-ensemble", help="Registered model name (see `wmbench models`)."),
+    env: str = typer.Option("halfcheetah", help="halfcheetah, hopper or walker2d."),
+    horizon: int = typer.Option(10, help="Steps per generated trajectory."),
+    seed: int = typer.Option(0, help="Seed of model training, start states and sampling."),
+    profile: str = typer.Option("quick", help="Config profile: smoke (seconds), quick (minutes on a CPU), paper (GPU)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    n_trajectories: Optional[int] = typer.Option(None, help="Trajectories to generate [default: the profile's]."),
+    dataset: Optional[str] = typer.Option(None, help="Minari dataset id [default: wmbench/ENV/random-v0]."),
+    no_make: bool = typer.Option(False, "--no-make", help="Fail instead of making a missing default dataset."),
+    force: bool = typer.Option(False, "--force", help="Recompute a cell that is already in the results store."),
+) -> None:
+    """Train (or load) a world model, generate on-policy trajectories, replay them in the simulator
+    and store the errors. The dataset, policy and model are made on first use and cached."""
+    from wmbench.evaluate import EvalRequest, summary
+    from wmbench.evaluate import evaluate as run
+
+    request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile,
+                          dataset=dataset, n_trajectories=n_trajectories, device=device)
+    table = run(request, make_missing=not no_make, force=force)
+    first = table.iloc[0]
+    title = (f"{first['model']} on {first['dataset']} | h = {first['horizon']} | seed {first['seed']} | "
+             f"{first['profile']} | {int(first['n_trajectories'])} trajectories")
+    console.print(title, highlight=False, soft_wrap=True)
+    rich_table = Table()
+    rows = summary(table)
+    for column in rows.columns:
+        rich_table.add_column(column, justify="right")
+    for row in rows.itertuples(index=False):
+        rich_table.add_row(str(int(row[0])), *(f"{v:.4g}" for v in row[1:]))
+    console.print(rich_table)
+    value = lambda metric: float(table.loc[table["metric"] == metric, "value"].iloc[0])  # noqa: E731
+    console.print(f"generation: {value('gen_time_s'):.3f} s for the batch | fit: {value('fit_time_s'):.1f} s | "
+                  f"commit {first['git_commit']} | {first['device']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def models(config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc.")) -> None:
+    """List the registered world models (built-in and from installed extension packages)."""
+    from wmbench.config import field_docs
+    from wmbench.models.base import available_models
+
+    for name, cls in available_models().items():
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{name}[/bold]  {doc}", highlight=False)
+        if config:
+            for field, default, help_text in field_docs(cls.Config):
+                console.print(f"    {field} = {default!r}  [dim]{help_text}[/dim]", highlight=False)
+
+
+@app.command()
+def results(
+    model: Optional[str] = typer.Option(None, help="Only this model."),
+    env: Optional[str] = typer.Option(None, help="Only this env."),
+    metric: Optional[str] = typer.Option(None, help="Only this metric (mse, mse_norm, reward_mse, ...)."),
+    format: Format = typer.Option(Format.markdown, help="Output format."),
+) -> None:
+    """Print stored results (tidy rows: one per model, env, ..., metric and step)."""
+    from wmbench.results import ROW_COLUMNS, ResultsStore, markdown_table
+
+    table = ResultsStore().read(model=model, env=env, metric=metric)
+    if format is Format.csv:
+        table.to_csv(sys.stdout, index=False)
+    else:
+        print(markdown_table(table[ROW_COLUMNS]))
+
+
+@data_app.command("make")
+def data_make(
+    env: str = typer.Argument(..., help="halfcheetah, hopper or walker2d."),
+    policy: str = typer.Option("random", help="Behaviour policy: random."),
+    steps: int = typer.Option(100_000, help="Environment steps to record."),
+    seed: int = typer.Option(0, help="Seed of the env resets and the behaviour policy."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+) -> None:
+    """Record a Minari dataset wmbench/ENV/POLICY-v0 with the simulator state of every observation."""
+    from wmbench import data
+    from wmbench.envs import get_env
+    from wmbench.errors import UsageError
+
+    if steps < 1:
+        raise UsageError(f"--steps must be positive, got {steps}")
+    if policy != "random":
+        raise UsageError(f"unknown behaviour policy {policy!r}; choose one of: random")
+    dataset_id = data.make_random_dataset(get_env(env), steps, seed=seed, overwrite=overwrite)
+    console.print(f"wrote {dataset_id} to {data.dataset_dir(dataset_id)}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """One local dataset per line, with its number of steps."""
+    from wmbench.data import list_datasets
+
+    for dataset_id, steps in list_datasets():
+        print(f"{dataset_id}\t{steps} steps")
+
+
+@data_app.command("show")
+def data_show(dataset_id: str = typer.Argument(..., help="A local Minari dataset id.")) -> None:
+    """Episodes, steps, returns and provenance of a local dataset."""
+    from wmbench.data import load_dataset, read_card
+
+    offline = load_dataset(dataset_id)
+    returns = offline.episode_returns()
+    facts = {
+        "dataset": dataset_id, "env": offline.env, "episodes": offline.n_episodes,
+        "steps": offline.n_transitions, "return_mean": round(float(returns.mean()), 3),
+        "return_min": round(float(returns.min()), 3), "return_max": round(float(returns.max()), 3),
+        "exact_simulator_states": offline.exact_states,
+    }
+    card = read_card(dataset_id)
+    print(json.dumps({**facts, "card": card}, indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except WmbenchError as err:
+        print(f"wmbench: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("wmbench: interrupted; finished results and checkpoints are kept", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

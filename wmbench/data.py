@@ -1,0 +1,330 @@
+"""Offline datasets: make them locally as Minari datasets, load them, split them by episode.
+
+A wmbench dataset is a plain Minari dataset (readable by `minari.load_dataset` and Minari's CLI)
+whose episode infos hold the simulator state of every observation as `qpos` and `qvel`, so that
+the oracle can restart the simulator exactly at any stored observation. Beside Minari's `data/`
+folder sits `wmbench_card.json`, the dataset card (behaviour policy, steps, seed, returns, code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from wmbench.envs import EnvSpec, get_env
+from wmbench.errors import DatasetError
+from wmbench.paths import datasets_root
+from wmbench.provenance import git_commit, package_versions
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub unless a user asks to
+
+CARD_FILE = "wmbench_card.json"
+
+
+def default_dataset_id(env: str, policy: str = "random") -> str:
+    return f"wmbench/{env}/{policy}-v0"
+
+
+def dataset_dir(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def dataset_exists(dataset_id: str) -> bool:
+    return (dataset_dir(dataset_id) / "data" / "metadata.json").is_file()
+
+
+@dataclass(frozen=True)
+class OfflineData:
+    """Transitions of whole episodes, stored contiguously in episode order.
+
+    Transition `i` is `(observations[i], actions[i]) -> (rewards[i], next_observations[i],
+    terminals[i])`; episode `e` owns transitions `episode_starts[e] : episode_starts[e + 1]`.
+    `qpos`/`qvel` are the simulator state of `observations[i]` (float64, exact).
+    """
+
+    dataset_id: str
+    env: str
+    observations: np.ndarray  # [N, obs] float32
+    actions: np.ndarray  # [N, act] float32
+    rewards: np.ndarray  # [N] float32
+    next_observations: np.ndarray  # [N, obs] float32
+    terminals: np.ndarray  # [N] bool: next_observations[i] is terminal
+    episode_starts: np.ndarray  # [E + 1] int64
+    qpos: np.ndarray | None = None  # [N, nq] float64
+    qvel: np.ndarray | None = None  # [N, nv] float64
+    exact_states: bool = True
+    """False when qpos/qvel were rebuilt from observations (datasets that store no state)."""
+
+    @property
+    def n_transitions(self) -> int:
+        return len(self.actions)
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_starts) - 1
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def episode_returns(self) -> np.ndarray:
+        return np.add.reduceat(self.rewards, self.episode_starts[:-1]) if self.n_episodes else np.zeros(0)
+
+    def select_episodes(self, episodes: np.ndarray) -> OfflineData:
+        """A dataset holding the given episodes, in the given order."""
+        starts, ends = self.episode_starts[episodes], self.episode_starts[np.asarray(episodes) + 1]
+        index = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(starts) else np.zeros(0, int)
+        lengths = ends - starts
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return OfflineData(
+            dataset_id=self.dataset_id, env=self.env,
+            observations=self.observations[index], actions=self.actions[index],
+            rewards=self.rewards[index], next_observations=self.next_observations[index],
+            terminals=self.terminals[index],
+            episode_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            qpos=pick(self.qpos), qvel=pick(self.qvel), exact_states=self.exact_states,
+        )
+
+    def split(self, held_out_fraction: float = 0.1, seed: int = 0) -> tuple[OfflineData, OfflineData]:
+        """`(train, held_out)` by whole episodes; the same seed gives the same split."""
+        if self.n_episodes < 2:
+            raise DatasetError(f"{self.dataset_id}: a train/held-out split needs at least 2 episodes")
+        order = np.random.default_rng(seed).permutation(self.n_episodes)
+        n_held = min(max(1, round(held_out_fraction * self.n_episodes)), self.n_episodes - 1)
+        return self.select_episodes(np.sort(order[n_held:])), self.select_episodes(np.sort(order[:n_held]))
+
+    def start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Indices of `n` transitions drawn uniformly (with replacement) as rollout start states."""
+        return rng.integers(0, self.n_transitions, size=n)
+
+
+class Normaliser(nn.Module):
+    """Per-dimension z-scoring `(x - mean) / (std + 1e-6)` as a module (statistics are buffers)."""
+
+    def __init__(self, mean: np.ndarray | torch.Tensor, std: np.ndarray | torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(np.asarray(std), dtype=torch.float32) + 1e-6)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Normaliser:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, *np.shape(x)[1:])
+        return cls(x.mean(axis=0), x.std(axis=0))
+
+    @classmethod
+    def identity(cls, dim: int) -> Normaliser:
+        return cls(np.zeros(dim), np.ones(dim) - 1e-6)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def unnormalise(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
+# ----------------------------------------------------------------------------- making datasets
+
+ActionFn = Callable[[np.ndarray], np.ndarray]
+
+
+def collect_episodes(
+    env: EnvSpec, act: ActionFn, steps: int, seed: int, progress: bool = True
+) -> list[dict[str, np.ndarray]]:
+    """Run `act` in the env for `steps` steps; episodes carry the simulator state of every obs."""
+    gym_env = env.make()
+    data = gym_env.unwrapped.data
+    episodes, episode, obs = [], None, None
+    bar = tqdm(total=steps, desc=f"collect {env.name}", unit="step", disable=not progress, leave=False)
+    for step in range(steps):
+        if episode is None:
+            obs, _ = gym_env.reset(seed=seed + len(episodes))
+            episode = {k: [] for k in ("observations", "actions", "rewards", "terminations", "truncations", "qpos", "qvel")}
+            episode.update(observations=[obs], qpos=[data.qpos.copy()], qvel=[data.qvel.copy()])
+        action = np.asarray(act(obs), dtype=np.float32)
+        obs, reward, terminated, truncated, _ = gym_env.step(action)
+        truncated = truncated or step == steps - 1
+        for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
+                           ("terminations", terminated), ("truncations", truncated),
+                           ("qpos", data.qpos.copy()), ("qvel", data.qvel.copy())):
+            episode[key].append(value)
+        if terminated or truncated:
+            episodes.append({k: np.asarray(v) for k, v in episode.items()})
+            episode = None
+        bar.update()
+    bar.close()
+    return episodes
+
+
+def write_dataset(
+    dataset_id: str, env: EnvSpec, episodes: list[dict[str, np.ndarray]], card: dict,
+    algorithm_name: str, overwrite: bool = False,
+) -> Path:
+    """Write episodes as a Minari dataset plus its card, atomically (staged, then moved in)."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    root, target = datasets_root(), dataset_dir(dataset_id)
+    if target.exists() and not overwrite:
+        raise DatasetError(f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it")
+    staging = root / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    buffers = [
+        EpisodeBuffer(
+            id=i, seed=card.get("seed", 0) + i, observations=ep["observations"], actions=ep["actions"],
+            rewards=list(ep["rewards"]), terminations=list(ep["terminations"]),
+            truncations=list(ep["truncations"]), infos={"qpos": ep["qpos"], "qvel": ep["qvel"]},
+        )
+        for i, ep in enumerate(episodes)
+    ]
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(staging)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # author/permalink nags
+            minari.create_dataset_from_buffers(
+                dataset_id, buffers, env=env.gym_id, algorithm_name=algorithm_name,
+                author="wmbench", description=card.get("description"),
+                code_permalink=f"wmbench {git_commit()}",
+            )
+    finally:
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+    (staging / dataset_id / CARD_FILE).write_text(json.dumps(card, indent=2))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging / dataset_id, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def make_card(env: EnvSpec, policy: str, steps: int, seed: int, episodes: list[dict], **extra) -> dict:
+    returns = np.array([ep["rewards"].sum() for ep in episodes])
+    return {
+        "env": env.name, "gym_id": env.gym_id, "behaviour_policy": policy, "steps": int(steps),
+        "episodes": len(episodes), "seed": int(seed),
+        "return_mean": float(returns.mean()), "return_min": float(returns.min()),
+        "return_max": float(returns.max()), "wmbench_commit": git_commit(),
+        "versions": package_versions(), **extra,
+    }
+
+
+def make_random_dataset(env: EnvSpec, steps: int, seed: int = 0, progress: bool = True,
+                        overwrite: bool = False) -> str:
+    """Uniform random actions: the dataset `wmbench/ENV/random-v0`."""
+    rng = np.random.default_rng(seed)
+    episodes = collect_episodes(
+        env, lambda obs: rng.uniform(-1.0, 1.0, env.act_dim), steps, seed, progress=progress
+    )
+    dataset_id = default_dataset_id(env.name, "random")
+    card = make_card(env, "random", steps, seed, episodes,
+                     description=f"{steps} steps of uniform random actions in {env.gym_id}")
+    write_dataset(dataset_id, env, episodes, card, algorithm_name="random", overwrite=overwrite)
+    return dataset_id
+
+
+# ----------------------------------------------------------------------------- loading datasets
+
+def missing_dataset_message(dataset_id: str) -> str:
+    parts = dataset_id.split("/")
+    env_hint = parts[1] if len(parts) == 3 else "ENV"
+    return (
+        f"dataset {dataset_id} is not in {datasets_root()}: make one locally with "
+        f"`wmbench data make {env_hint}`, or on a machine with network run "
+        f"`minari download {dataset_id}` and copy its folder to {datasets_root() / dataset_id}"
+    )
+
+
+def read_card(dataset_id: str) -> dict:
+    path = dataset_dir(dataset_id) / CARD_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"dataset card {path} is unreadable ({err}); remake the dataset") from err
+
+
+_warned_clip: set[str] = set()
+
+
+def load_dataset(dataset_id: str) -> OfflineData:
+    """Load a local Minari dataset as `OfflineData` (never downloads)."""
+    from minari.dataset.minari_dataset import MinariDataset
+
+    if not dataset_exists(dataset_id):
+        raise DatasetError(missing_dataset_message(dataset_id))
+    data_path = dataset_dir(dataset_id) / "data"
+    try:
+        dataset = MinariDataset(data_path)
+        env_spec = json.loads(dataset.storage.metadata["env_spec"])
+        env = get_env(env_spec["id"])
+        episodes = list(dataset.storage.get_episodes(range(dataset.total_episodes)))
+    except DatasetError:
+        raise
+    except Exception as err:  # h5py/arrow/json errors all mean the same thing to a user
+        raise DatasetError(f"dataset {dataset_id} at {data_path} is corrupt or unreadable "
+                           f"({type(err).__name__}: {err}); remake it or download it again") from err
+    if not episodes:
+        raise DatasetError(f"dataset {dataset_id} has no episodes; remake it")
+
+    has_state = all({"qpos", "qvel"} <= set(ep["infos"] or {}) for ep in episodes)
+    if not has_state and env.clips_velocity and dataset_id not in _warned_clip:
+        _warned_clip.add(dataset_id)
+        warnings.warn(f"{dataset_id} stores no simulator state: rebuilding it from observations "
+                      f"with x = 0, but {env.gym_id} observations clip velocities at +-10, so "
+                      f"replays from clipped states are not exact", stacklevel=2)
+
+    obs = [np.asarray(ep["observations"], dtype=np.float64) for ep in episodes]
+    if has_state:
+        qpos = [np.asarray(ep["infos"]["qpos"], dtype=np.float64) for ep in episodes]
+        qvel = [np.asarray(ep["infos"]["qvel"], dtype=np.float64) for ep in episodes]
+    else:
+        qpos, qvel = zip(*(env.state_from_obs(o) for o in obs))
+    lengths = np.array([len(ep["actions"]) for ep in episodes])
+    if obs[0].shape[-1] != env.obs_dim:
+        raise DatasetError(f"dataset {dataset_id}: observations have {obs[0].shape[-1]} dims, "
+                           f"{env.gym_id} has {env.obs_dim}")
+    return OfflineData(
+        dataset_id=dataset_id,
+        env=env.name,
+        observations=np.concatenate([o[:-1] for o in obs]).astype(np.float32),
+        actions=np.concatenate([ep["actions"] for ep in episodes]).astype(np.float32),
+        rewards=np.concatenate([ep["rewards"] for ep in episodes]).astype(np.float32),
+        next_observations=np.concatenate([o[1:] for o in obs]).astype(np.float32),
+        terminals=np.concatenate([ep["terminations"] for ep in episodes]).astype(bool),
+        episode_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        qpos=np.concatenate([q[:-1] for q in qpos]),
+        qvel=np.concatenate([v[:-1] for v in qvel]),
+        exact_states=has_state,
+    )
+
+
+def list_datasets() -> list[tuple[str, int]]:
+    """`(dataset_id, total_steps)` of every local dataset."""
+    root = datasets_root()
+    found = []
+    for meta in sorted(root.glob("**/data/metadata.json")):
+        if any(part.startswith(".") for part in meta.relative_to(root).parts):
+            continue  # staging folders of an interrupted write
+        dataset_id = meta.parent.parent.relative_to(root).as_posix()
+        try:
+            steps = int(json.loads(meta.read_text()).get("total_steps", 0))
+        except (OSError, json.JSONDecodeError, ValueError):
+            steps = -1
+        found.append((dataset_id, steps))
+    return found

@@ -1,0 +1,207 @@
+"""One evaluation, end to end: dataset -> policy -> model -> rollout -> oracle -> metrics -> store.
+
+Every model of a cell's env, dataset, profile and seed is evaluated under the same policy (fitted
+once per dataset and profile) from the same held-out start states (drawn with the seed), and the
+generated actions are replayed in the simulator from the exact simulator state of each start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wmbench import data as datasets
+from wmbench import metrics
+from wmbench.config import build_config, param
+from wmbench.data import OfflineData
+from wmbench.envs import get_env
+from wmbench.errors import DatasetError, UsageError
+from wmbench.models.base import WorldModel, get_model_class
+from wmbench.oracle import Oracle
+from wmbench.paths import checkpoints_root
+from wmbench.policy import GaussianPolicy, PolicyConfig
+from wmbench.provenance import provenance
+from wmbench.results import Cell, ResultsStore
+from wmbench.timing import timed
+
+SPLIT_SEED = 0  # one train/held-out split per dataset, shared by every model and seed
+HELD_OUT_FRACTION = 0.1
+SUMMARY_STEPS = (1, 5, 10, 20, 50, 100, 200)
+
+
+@dataclass
+class DataConfig:
+    steps: int = param(100_000, "environment steps of a dataset made on first use")
+
+
+@dataclass
+class EvalConfig:
+    n_trajectories: int = param(256, "trajectories generated and replayed per evaluation")
+    warmup_trajectories: int = param(8, "batch of the untimed warm-up rollout")
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What a user asks `wmbench evaluate` for; unset fields come from the profile."""
+
+    model: str
+    env: str
+    horizon: int = 10
+    seed: int = 0
+    profile: str = "quick"
+    dataset: str | None = None
+    n_trajectories: int | None = None
+    device: str = "cpu"
+    policy: str = "bc"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_device(device: str) -> str:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("CUDA is not available on this machine; use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UsageError(f"unknown device {device!r}; use cpu or cuda")
+    return device
+
+
+def dataset_fingerprint(dataset_id: str) -> str:
+    """Changes whenever the dataset is remade with other contents, so stale checkpoints are not reused."""
+    folder = datasets.dataset_dir(dataset_id)
+    digest = hashlib.sha1()
+    for name in ("data/metadata.json", datasets.CARD_FILE):
+        if (folder / name).is_file():
+            digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def ensure_dataset(dataset_id: str, profile: str, make_missing: bool, progress: bool,
+                   say: Callable[[str], None]) -> None:
+    if datasets.dataset_exists(dataset_id):
+        return
+    parts = dataset_id.split("/")
+    if not make_missing or parts[0] != "wmbench" or len(parts) != 3 or parts[2] != "random-v0":
+        raise DatasetError(datasets.missing_dataset_message(dataset_id))
+    config = build_config(DataConfig, profile, "data")
+    say(f"making {dataset_id} ({config.steps} random steps; a better dataset: see `wmbench data make --help`)")
+    datasets.make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
+
+
+def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, progress: bool,
+                       say: Callable[[str], None]) -> GaussianPolicy:
+    path = datasets.dataset_dir(dataset_id) / "wmbench" / f"policy-bc-{profile}.pt"
+    if path.is_file():
+        return GaussianPolicy.load(path)
+    say(f"fitting the behaviour-cloning policy of {dataset_id} ({profile})")
+    policy = GaussianPolicy.fit(train, build_config(PolicyConfig, profile, "policy"), progress=progress)
+    policy.save(path)
+    return policy
+
+
+def checkpoint_path(model: type[WorldModel], cell: Cell) -> Path:
+    slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
+    horizon = f"-h{cell.horizon}" if model.fixed_horizon else ""
+    return checkpoints_root() / cell.env / slug / f"{cell.model}-{cell.profile}-s{cell.seed}{horizon}.pt"
+
+
+def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, train: OfflineData, device: str,
+                      progress: bool, say: Callable[[str], None]) -> WorldModel:
+    path = checkpoint_path(model_cls, cell)
+    if path.is_file():
+        say(f"loading {path}")
+        model = WorldModel.load(path, device=device)
+        model.check_horizon(cell.horizon)
+        return model
+    config = build_config(model_cls.Config, cell.profile, model_cls.name)
+    if model_cls.fixed_horizon:
+        config = dataclasses.replace(config, horizon=cell.horizon)
+    torch.manual_seed(cell.seed)
+    model = model_cls(train.obs_dim, train.act_dim, config).to(device)
+    say(f"training {cell.model} on {train.n_transitions} transitions ({cell.profile} profile)")
+    model.fit(train, generator=torch.Generator().manual_seed(cell.seed), progress=progress)
+    model.save(path)
+    return model.eval()
+
+
+def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_missing: bool = True,
+             force: bool = False, progress: bool = True,
+             say: Callable[[str], None] = _say) -> pd.DataFrame:
+    """Run one evaluation and store its rows; a cell already in the store is returned as stored."""
+    store = store or ResultsStore()
+    env = get_env(request.env)
+    model_cls = get_model_class(request.model)
+    eval_config = build_config(EvalConfig, request.profile, "evaluate", n_trajectories=request.n_trajectories)
+    if request.horizon < 1:
+        raise UsageError(f"--horizon must be a positive number of steps, got {request.horizon}")
+    if eval_config.n_trajectories < 1:
+        raise UsageError(f"--n-trajectories must be positive, got {eval_config.n_trajectories}")
+    if request.policy != "bc":
+        raise UsageError(f"unknown policy {request.policy!r}; choose one of: bc")
+    device = resolve_device(request.device)
+    dataset_id = request.dataset or datasets.default_dataset_id(env.name)
+    cell = Cell(model=request.model, env=env.name, dataset=dataset_id, policy=request.policy,
+                profile=request.profile, horizon=request.horizon, seed=request.seed)
+    if store.has(cell) and not force:
+        say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
+        return store.read_cell(cell)
+
+    ensure_dataset(dataset_id, request.profile, make_missing, progress, say)
+    offline = datasets.load_dataset(dataset_id)
+    if offline.env != env.name:
+        raise DatasetError(f"dataset {dataset_id} was recorded in {offline.env}, not {env.name}")
+    train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
+    policy = load_or_fit_policy(dataset_id, train, request.profile, progress, say).to(device)
+    model = load_or_fit_model(model_cls, cell, train, device, progress, say)
+
+    starts = held_out.start_states(eval_config.n_trajectories, np.random.default_rng(request.seed))
+    init_obs = torch.as_tensor(held_out.observations[starts], device=device)
+    n_warm = min(eval_config.warmup_trajectories, len(starts))
+    model.rollout(init_obs[:n_warm], policy, request.horizon,
+                  generator=torch.Generator(device).manual_seed(request.seed + 1))
+    say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
+    traj, gen_time = timed(
+        lambda: model.rollout(init_obs, policy, request.horizon,
+                              generator=torch.Generator(device).manual_seed(request.seed)),
+        device,
+    )
+    traj.validate(len(starts), request.horizon, env.obs_dim, env.act_dim)
+    replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())
+
+    rows = metric_rows(traj, replay, obs_std=train.observations.std(axis=0))
+    rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
+    table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+        n_trajectories=len(starts), **provenance(device)
+    )
+    store.write(cell, table)
+    return store.read_cell(cell)
+
+
+def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float]]:
+    """Per-step metric rows `(metric, step, value)`; step k is the state after k transitions."""
+    pred_obs = traj.observations.cpu().numpy()
+    curves = {
+        "mse": metrics.state_mse(pred_obs, replay.observations)[1:],
+        "mse_norm": metrics.state_mse_normalised(pred_obs, replay.observations, obs_std)[1:],
+        "reward_mse": metrics.reward_mse(traj.rewards.cpu().numpy(), replay.rewards),
+        "term_disagree": metrics.termination_disagreement(traj.terminals.cpu().numpy(), replay.terminals),
+    }
+    return [(name, k + 1, float(v)) for name, curve in curves.items() for k, v in enumerate(curve)]
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The short table printed after an evaluation: per-step metrics at a few steps."""
+    horizon = int(table["horizon"].iloc[0])
+    steps = sorted({s for s in SUMMARY_STEPS if s <= horizon} | {horizon})
+    per_step = table[table["metric"].isin(["mse", "mse_norm", "reward_mse", "term_disagree"])]
+    wide = per_step[per_step["step"].isin(steps)].pivot_table(index="step", columns="metric", values="value")
+    return wide.reset_index()[["step", "mse", "mse_norm", "reward_mse", "term_disagree"]]

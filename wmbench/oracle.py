@@ -1,0 +1,71 @@
+"""Ground truth: replay actions in the real simulator from exact simulator states.
+
+`replay` returns what a gymnasium `env.step` loop would return after `env.set_state(qpos, qvel)`,
+for a whole batch at once through `mujoco.rollout` (multi-threaded C, no Python loop over steps).
+Actions are clipped to the action space, as an executed action is; replay goes on past a
+termination and reports where each one happened.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+
+from wmbench.envs import EnvSpec, mujoco_model
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Simulated outcome of a batch of action sequences (numpy, float64)."""
+
+    observations: np.ndarray  # [B, H+1, obs]  s_0 .. s_H
+    rewards: np.ndarray  # [B, H]
+    terminals: np.ndarray  # [B, H] bool: s_{t+1} is terminal (unhealthy)
+    qpos: np.ndarray  # [B, H+1, nq]
+    qvel: np.ndarray  # [B, H+1, nv]
+
+
+class Oracle:
+    """Batched, exact replay for one env. Reuse an instance: it holds one MjData per thread."""
+
+    def __init__(self, env: EnvSpec, threads: int | None = None):
+        self.env = env
+        self.model = mujoco_model(env.name)
+        threads = threads or min(os.cpu_count() or 1, 8)
+        self._datas = [mujoco.MjData(self.model) for _ in range(threads)]
+        self._spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        # Full-physics state layout is [time, qpos, qvel, act, ...]; these envs have no actuator
+        # state, history or plugins, so a state is exactly [0, qpos, qvel].
+        nstate = mujoco.mj_stateSize(self.model, self._spec)
+        if nstate != 1 + env.nq + env.nv:
+            raise RuntimeError(f"{env.gym_id}: unexpected MuJoCo state size {nstate}")
+        low, high = self.model.actuator_ctrlrange.T
+        self._ctrl_low, self._ctrl_high = low.copy(), high.copy()
+
+    def replay(self, qpos: np.ndarray, qvel: np.ndarray, actions: np.ndarray) -> Replay:
+        """`qpos [B, nq]`, `qvel [B, nv]`, `actions [B, H, act]` -> `Replay`."""
+        env = self.env
+        qpos = np.asarray(qpos, dtype=np.float64)
+        qvel = np.asarray(qvel, dtype=np.float64)
+        actions = np.clip(np.asarray(actions, dtype=np.float64), self._ctrl_low, self._ctrl_high)
+        batch, horizon, _ = actions.shape
+        init = np.concatenate([np.zeros((batch, 1)), qpos, qvel], axis=1)
+        control = np.repeat(actions, env.frame_skip, axis=1)
+        states, _ = rollout.rollout(self.model, self._datas, init, control)
+        after = states[:, env.frame_skip - 1 :: env.frame_skip]  # the state after each env step
+        qpos_all = np.concatenate([qpos[:, None], after[..., 1 : 1 + env.nq]], axis=1)
+        qvel_all = np.concatenate([qvel[:, None], after[..., 1 + env.nq :]], axis=1)
+        healthy = env.is_healthy(qpos_all[:, 1:], qvel_all[:, 1:])
+        rewards = env.reward(qpos_all[:, :-1, 0], qpos_all[:, 1:, 0], actions, healthy)
+        terminals = ~healthy if env.terminates else np.zeros_like(healthy)
+        return Replay(
+            observations=env.observe(qpos_all, qvel_all),
+            rewards=rewards,
+            terminals=terminals,
+            qpos=qpos_all,
+            qvel=qvel_all,
+        )

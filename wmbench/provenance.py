@@ -1,0 +1,61 @@
+"""Where a number came from: code version, package versions and hardware."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+
+from wmbench.paths import REPO_ROOT
+
+
+@functools.cache
+def git_commit() -> str:
+    """The repository's HEAD commit, with `+dirty` when tracked files differ; `unknown` outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+            text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+@functools.cache
+def package_versions() -> str:
+    return " ".join(
+        f"{p}={_version(p)}" for p in ("wmbench", "torch", "mujoco", "gymnasium", "minari", "numpy")
+    )
+
+
+def device_name(device: str) -> str:
+    """A human-readable name for the hardware a computation ran on."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def provenance(device: str = "cpu") -> dict[str, str]:
+    """The columns every stored result carries."""
+    return {
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "device": device_name(device),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
