@@ -9,12 +9,25 @@ against a real `env.step` loop.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 from wmbench.errors import UsageError
+
+
+def _mujoco_warning(message: str) -> None:
+    # gymnasium's v5 XMLs use `settotalmass`, which MuJoCo 4 deprecates on every compile; that
+    # note is not actionable here. Other MuJoCo warnings become Python warnings (MuJoCo's default
+    # prints them and writes MUJOCO_LOG.TXT into the working directory).
+    if "settotalmass" not in message:
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 @dataclass(frozen=True)
