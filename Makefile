@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-MODEL  ?= mlp-ensemble
+MODEL  ?= polygrad
 ENV    ?= halfcheetah
 PYTEST_ARGS ?=
 

@@ -9,7 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from wmbench import cli
+from wmbench import WorldModel, cli
+from wmbench.errors import UsageError
 from wmbench.evaluate import EvalRequest, checkpoint_path, evaluate
 from wmbench.models.base import get_model_class
 from wmbench.results import Cell, ResultsStore
@@ -50,6 +51,30 @@ def test_evaluate_end_to_end_then_resume(hopper_dataset):
                              capture_output=True, text=True, timeout=120)
     assert printed.returncode == 0
     assert len(pd.read_csv(io.StringIO(printed.stdout))) == len(table)
+
+
+@pytest.mark.parametrize("model", ["polygrad", "polygrad-transformer"])
+def test_polygrad_end_to_end(hopper_dataset, model):
+    args = [WMBENCH, "evaluate", "--model", model, "--env", "hopper", "--profile", "smoke", "--horizon", "4"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = ResultsStore().read(model=model, horizon=4)
+    metrics = set(table["metric"])
+    assert {"mse", "action_z_std", "action_z_mean", "action_ks", "action_z_hist", "delta"} <= metrics
+    deltas = table[table["metric"] == "delta"]
+    assert len(deltas) == 3  # the smoke profile's tuning iterations, stored step by step
+
+
+def test_polygrad_trains_one_model_per_horizon(hopper_dataset, tmp_path):
+    store = ResultsStore(tmp_path)
+    for horizon in (3, 5):
+        evaluate(EvalRequest(model="polygrad", env="hopper", horizon=horizon, profile="smoke"), store=store,
+                 progress=False, say=lambda m: None)
+    path = checkpoint_path(get_model_class("polygrad"), Cell("polygrad", "hopper", hopper_dataset, "bc", "smoke", 3, 0))
+    model = WorldModel.load(path)
+    assert model.config.horizon == 3 and path.name.endswith("-h3.pt")
+    with pytest.raises(UsageError, match="trained on \\(h = 3\\).*--horizon 5"):
+        model.check_horizon(5)
 
 
 def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch):

@@ -29,3 +29,35 @@ def test_reward_mse_and_termination_disagreement_by_hand():
 def test_metrics_are_exact_zero_on_identical_inputs():
     x = np.random.default_rng(0).normal(size=(4, 6, 3))
     assert metrics.state_mse(x, x) == pytest.approx(np.zeros(6))
+
+
+def test_action_calibration_of_exact_draws():
+    z = np.random.default_rng(0).normal(size=(4000, 5, 3))
+    calibration = metrics.action_calibration(z)
+    assert calibration["std"] == pytest.approx(1.0, abs=0.02)
+    assert calibration["mean"] == pytest.approx(0.0, abs=0.02)
+    assert calibration["ks"] < 0.01
+
+
+def test_action_calibration_detects_scale_and_shift():
+    rng = np.random.default_rng(1)
+    assert metrics.action_calibration(2.0 * rng.normal(size=(5000, 2)))["std"] == pytest.approx(2.0, rel=0.03)
+    shifted = metrics.action_calibration(rng.normal(0.5, 1.0, size=(20000, 1)))
+    # KS distance between N(0.5, 1) and N(0, 1): 2 * Phi(0.25) - 1.
+    assert shifted["ks"] == pytest.approx(2 * 0.5987063256829237 - 1, abs=0.01)
+    assert shifted["mean"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_ks_by_hand_on_two_points():
+    # Samples {0, 0}: the empirical CDF jumps from 0 to 1 at 0 where Phi = 0.5.
+    assert metrics.action_calibration(np.zeros((2, 1)))["ks"] == pytest.approx(0.5)
+
+
+def test_action_histogram_is_a_density_over_fixed_bins():
+    z = np.random.default_rng(2).normal(size=(10000, 2))
+    density = metrics.action_histogram(z)
+    widths = np.diff(metrics.HIST_EDGES)
+    assert len(density) == len(metrics.HIST_EDGES) - 1
+    assert np.sum(density * widths) == pytest.approx(1.0)
+    centre = np.argmin(np.abs((metrics.HIST_EDGES[:-1] + metrics.HIST_EDGES[1:]) / 2))
+    assert density[centre] == pytest.approx(1 / np.sqrt(2 * np.pi), abs=0.03)

@@ -107,6 +107,27 @@ class OfflineData:
         n_held = min(max(1, round(held_out_fraction * self.n_episodes)), self.n_episodes - 1)
         return self.select_episodes(np.sort(order[n_held:])), self.select_episodes(np.sort(order[:n_held]))
 
+    def windows(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every window of `rows` consecutive steps inside one episode: `(index, padded)`, both
+        `[W, rows]`. `index` points into the transitions; a window may run past an episode's
+        termination, and then its steps after the last one are `padded` (index repeats the last
+        transition: the caller pads states with its terminal `next_observation`, actions with its
+        action, rewards with 0 and terminals with 1). Windows never run past a truncation."""
+        starts, ends = self.episode_starts[:-1], self.episode_starts[1:]
+        terminated = self.terminals[np.maximum(ends - 1, 0)] & (ends > starts)
+        index, padded = [], []
+        offsets = np.arange(rows)
+        for start, end, done in zip(starts, ends, terminated):
+            last_start = end - 1 if done else end - rows
+            if last_start < start:
+                continue
+            raw = np.arange(start, last_start + 1)[:, None] + offsets
+            padded.append(raw >= end)
+            index.append(np.minimum(raw, end - 1))
+        if not index:
+            return np.zeros((0, rows), np.int64), np.zeros((0, rows), bool)
+        return np.concatenate(index), np.concatenate(padded)
+
     def start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Indices of `n` transitions drawn uniformly (with replacement) as rollout start states."""
         return rng.integers(0, self.n_transitions, size=n)

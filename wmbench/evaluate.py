@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,10 +109,22 @@ def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, progre
     return policy
 
 
-def checkpoint_path(model: type[WorldModel], cell: Cell) -> Path:
+def model_config(model_cls: type[WorldModel], profile: str, horizon: int):
+    """The model's config from the profile; trajectory-level models get the requested horizon."""
+    config = build_config(model_cls.Config, profile, model_cls.name)
+    if model_cls.fixed_horizon:
+        config = dataclasses.replace(config, horizon=horizon)
+    return config
+
+
+def checkpoint_path(model_cls: type[WorldModel], cell: Cell) -> Path:
+    """Keyed by the dataset's fingerprint and the resolved config, so that neither a remade
+    dataset nor an edited profile silently reuses a stale model."""
+    config = dataclasses.asdict(model_config(model_cls, cell.profile, cell.horizon))
+    config_hash = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
-    horizon = f"-h{cell.horizon}" if model.fixed_horizon else ""
-    return checkpoints_root() / cell.env / slug / f"{cell.model}-{cell.profile}-s{cell.seed}{horizon}.pt"
+    horizon = f"-h{cell.horizon}" if model_cls.fixed_horizon else ""
+    return checkpoints_root() / cell.env / slug / f"{cell.model}-{cell.profile}-{config_hash}-s{cell.seed}{horizon}.pt"
 
 
 def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, train: OfflineData, device: str,
@@ -122,11 +135,8 @@ def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, train: OfflineDat
         model = WorldModel.load(path, device=device)
         model.check_horizon(cell.horizon)
         return model
-    config = build_config(model_cls.Config, cell.profile, model_cls.name)
-    if model_cls.fixed_horizon:
-        config = dataclasses.replace(config, horizon=cell.horizon)
     torch.manual_seed(cell.seed)
-    model = model_cls(train.obs_dim, train.act_dim, config).to(device)
+    model = model_cls(train.obs_dim, train.act_dim, model_config(model_cls, cell.profile, cell.horizon)).to(device)
     say(f"training {cell.model} on {train.n_transitions} transitions ({cell.profile} profile)")
     model.fit(train, generator=torch.Generator().manual_seed(cell.seed), progress=progress)
     model.save(path)
@@ -162,6 +172,9 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
     policy = load_or_fit_policy(dataset_id, train, request.profile, progress, say).to(device)
     model = load_or_fit_model(model_cls, cell, train, device, progress, say)
+    if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(request.seed), progress=progress):
+        say(f"adapted {request.model} to the evaluation policy; saving")
+        model.save(checkpoint_path(model_cls, cell))
 
     starts = held_out.start_states(eval_config.n_trajectories, np.random.default_rng(request.seed))
     init_obs = torch.as_tensor(held_out.observations[starts], device=device)
@@ -178,6 +191,8 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())
 
     rows = metric_rows(traj, replay, obs_std=train.observations.std(axis=0))
+    rows += calibration_rows(policy.standardise(traj.observations[:, :-1], traj.actions).cpu().numpy())
+    rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
         n_trajectories=len(starts), **provenance(device)
@@ -196,6 +211,14 @@ def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float
         "term_disagree": metrics.termination_disagreement(traj.terminals.cpu().numpy(), replay.terminals),
     }
     return [(name, k + 1, float(v)) for name, curve in curves.items() for k, v in enumerate(curve)]
+
+
+def calibration_rows(z: np.ndarray) -> list[tuple[str, int, float]]:
+    """Action calibration (step 0) and the histogram of z (step = bin index of `HIST_EDGES`)."""
+    calibration = metrics.action_calibration(z)
+    rows = [("action_z_std", 0, calibration["std"]), ("action_z_mean", 0, calibration["mean"]),
+            ("action_ks", 0, calibration["ks"])]
+    return rows + [("action_z_hist", k, float(v)) for k, v in enumerate(metrics.action_histogram(z))]
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

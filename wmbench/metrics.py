@@ -31,3 +31,35 @@ def reward_mse(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 def termination_disagreement(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Fraction of trajectories whose predicted termination flag differs from the simulator's: `[H]`."""
     return np.mean(np.asarray(pred, bool) != np.asarray(true, bool), axis=0)
+
+
+HIST_EDGES = np.linspace(-5.0, 5.0, 41)
+"""Bin edges of the stored histogram of standardised actions (values outside fall in the end bins)."""
+
+
+def action_calibration(z: np.ndarray) -> dict[str, float]:
+    """Calibration of standardised actions `z = (a - mean_pi(s)) / std_pi(s)`, `[..., act]`,
+    which are N(0, 1) for actions truly drawn from the policy at the generated states.
+
+    `std`: mean over action dims of the std over all other axes (PolyGRAD's tuning target, 1);
+    `mean`: mean of all z (target 0); `ks`: Kolmogorov-Smirnov distance of all z to N(0, 1).
+    """
+    z = np.asarray(z, np.float64)
+    flat = np.sort(z.reshape(-1))
+    n = len(flat)
+    cdf = 0.5 * (1.0 + _erf(flat / np.sqrt(2.0)))
+    ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    return {"std": float(z.reshape(-1, z.shape[-1]).std(axis=0).mean()), "mean": float(flat.mean()), "ks": float(ks)}
+
+
+def action_histogram(z: np.ndarray) -> np.ndarray:
+    """Density of all standardised actions over `HIST_EDGES` (clipped into the end bins)."""
+    flat = np.clip(np.asarray(z, np.float64).reshape(-1), HIST_EDGES[0], HIST_EDGES[-1])
+    density, _ = np.histogram(flat, bins=HIST_EDGES, density=True)
+    return density
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    import torch
+
+    return torch.special.erf(torch.as_tensor(x)).numpy()

@@ -8,11 +8,11 @@ space; the environment (and every world model) clips them when they are executed
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import trange
@@ -133,9 +133,10 @@ class GaussianPolicy(nn.Module):
                                   f"delete it and it will be refitted") from err
         return policy.eval().requires_grad_(False)
 
-    def describe(self) -> dict[str, float]:
-        std = (self.log_std.exp() + self.min_std).detach().cpu().numpy()
-        return {"std_mean": float(np.mean(std)), "std_min": float(np.min(std))}
-
-    def config_dict(self) -> dict:
-        return asdict(PolicyConfig(hidden=self.hidden, min_std=self.min_std))
+    def fingerprint(self) -> str:
+        """Changes whenever the policy's distribution can change (weights, std, normaliser)."""
+        digest = hashlib.sha1(repr((self.min_std, self.action_low, self.action_high)).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]

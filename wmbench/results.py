@@ -17,7 +17,6 @@ import pandas as pd
 from wmbench.paths import atomic_write_bytes, results_root
 
 ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "metric", "step", "value"]
-METRICS = ("mse", "mse_norm", "reward_mse", "term_disagree", "gen_time_s", "fit_time_s")
 
 
 @dataclass(frozen=True)

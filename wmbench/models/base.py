@@ -123,6 +123,16 @@ class WorldModel(nn.Module, abc.ABC):
         The same generator state must give the same trajectories.
         """
 
+    def prepare(self, policy: GaussianPolicy, data: OfflineData, *, generator: torch.Generator,
+                progress: bool = True) -> bool:
+        """Adapt to the evaluation policy before generating (PolyGRAD tunes its action step size).
+        Returns True when the model's state changed (so the caller saves it again). Default: no-op."""
+        return False
+
+    def diagnostics(self) -> dict[str, list[float]]:
+        """Named per-step series worth storing with the results (PolyGRAD: delta while tuning)."""
+        return {}
+
     def check_horizon(self, horizon: int) -> None:
         """Raise `UsageError` if this model cannot generate `horizon` steps."""
         if horizon < 1:

@@ -1,0 +1,12 @@
+"""Diffusion machinery shared by PolyGRAD and the autoregressive diffusion baseline.
+
+The network (a denoiser predicting x0) is separate from the sampler, so sampler settings change
+without retraining: `schedule.py` (noise schedule and DDPM posterior), `denoisers.py` (residual
+MLP and causal transformer), `ema.py` (weight averaging used for generation).
+"""
+
+from wmbench.models.diffusion.denoisers import ResidualMLPDenoiser, TransformerDenoiser
+from wmbench.models.diffusion.ema import EMA
+from wmbench.models.diffusion.schedule import DiffusionSchedule
+
+__all__ = ["DiffusionSchedule", "EMA", "ResidualMLPDenoiser", "TransformerDenoiser"]
