@@ -70,7 +70,7 @@ class ExactDenoiser(nn.Module):
 def exact_model(system, **overrides):
     config = PolyGRADConfig(**{**TINY, "diffusion_steps": 32, **overrides})
     model = PolyGRAD(system.obs_dim, system.act_dim, config)
-    model._training_tensors(system.dataset(episodes=20, length=20))  # sets the normalisers
+    model._window_batches(system.dataset(episodes=20, length=20))  # sets the normalisers
     model.denoiser = ExactDenoiser(model, system)
     return model.eval()
 
@@ -103,7 +103,7 @@ def test_default_clips_keep_the_trajectory_close_to_the_truth():
 def test_inpainting_keeps_the_first_state_exact_through_sampling():
     system = LinearSystem.random(seed=3)
     model = PolyGRAD(3, 2, PolyGRADConfig(**TINY))  # untrained: the worst case for s0
-    model._training_tensors(system.dataset())
+    model._window_batches(system.dataset())
     seen = []
     real_forward = model.denoiser.forward
 
@@ -182,10 +182,17 @@ def test_training_windows_pad_past_termination():
     data = OfflineData("t", "toy", obs, np.ones((4, 1), np.float32), np.array([1, 2, 3, 4], np.float32), obs + 1,
                        np.array([False, False, False, True]), np.array([0, 4]))
     model = PolyGRAD(1, 1, PolyGRADConfig(**{**TINY, "horizon": 2}))
-    x, _ = model._training_tensors(data)
-    raw = model.x_norm.unnormalise(x)
+    n_windows, batch = model._window_batches(data)
+    raw = model.x_norm.unnormalise(batch(torch.arange(n_windows))[0])
     assert len(raw) == 4  # windows start at every step of a terminated episode
     last = raw[-1]  # starts at the final transition: one real row, two padded
     torch.testing.assert_close(last[:, 0], torch.tensor([3.0, 4.0, 4.0]))  # padded with the terminal state
     torch.testing.assert_close(last[:, 1], torch.tensor([4.0, 0.0, 0.0]), atol=1e-5, rtol=0)  # rewards 0
     torch.testing.assert_close(last[:, 2], torch.tensor([1.0, 1.0, 1.0]), atol=1e-5, rtol=0)  # terminal from the end on
+
+
+def test_delta_can_be_tuned_during_training():
+    system = LinearSystem.random(seed=5)
+    model = PolyGRAD(3, 2, PolyGRADConfig(**{**TINY, "tune_every": 10}))
+    model.fit(system.dataset(), policy=simple_policy(3, 2), progress=False)
+    assert len(model.delta_history) == TINY["train_steps"] // 10

@@ -19,8 +19,8 @@ transitions like every other model; the action, reward and terminal of the last 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import FitReport, Trajectories, WorldModel, register_model
 from wmbench.models.diffusion import EMA, DiffusionSchedule, ResidualMLPDenoiser, TransformerDenoiser
+from wmbench.models.training import train_steps
 from wmbench.policy import GaussianPolicy
 
 GUIDANCE_MODES = ("gradient", "none", "sample")
@@ -63,6 +64,7 @@ class PolyGRADConfig:
     delta_lr: float = param(3e-2, "SGD rate on log delta towards std(z) = 1")
     tune_iterations: int = param(50, "imagined batches of delta tuning after training")
     tune_batch_size: int = param(256, "trajectories per tuning batch")
+    tune_every: int = param(0, "with fit(..., policy=pi): also tune delta every this many training steps (0: off)")
 
 
 @register_model("polygrad")
@@ -105,30 +107,36 @@ class PolyGRAD(WorldModel):
 
     # ------------------------------------------------------------------ training
 
-    def _training_tensors(self, data: OfflineData) -> tuple[torch.Tensor, torch.Tensor]:
-        """All training windows, z-scored: `x [W, rows, obs + 2]` and `actions [W, rows, act]`."""
+    def _window_batches(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
+        """Fit the normalisers and return `(n_windows, batch)`: `batch(window_ids)` gathers z-scored
+        `x [B, rows, obs + 2]` and `actions [B, rows, act]` (windows are not materialised)."""
         index, padded = data.windows(self.rows)
         if len(index) == 0:
             raise ValueError(f"no episode of {data.dataset_id} is long enough for windows of {self.rows} steps")
-        obs = np.where(padded[..., None], data.next_observations[index], data.observations[index])
-        reward = np.where(padded, 0.0, data.rewards[index])
-        term = np.where(padded, 1.0, data.terminals[index])
-        x = np.concatenate([obs, reward[..., None], term[..., None]], axis=-1).astype(np.float32)
-        actions = data.actions[index]
-        # Statistics over all valid steps of the data (each transition once, padding excluded).
-        self.x_norm = Normaliser.fit(np.concatenate(
-            [data.observations, data.rewards[:, None], data.terminals[:, None].astype(np.float32)], axis=1))
+        steps = np.concatenate([data.observations, data.rewards[:, None], data.terminals[:, None]], axis=1)
+        # After a termination: the terminal state, reward 0, terminal 1.
+        padding = np.concatenate([data.next_observations, np.zeros((data.n_transitions, 1)),
+                                  np.ones((data.n_transitions, 1))], axis=1)
+        self.x_norm = Normaliser.fit(steps)  # statistics over all valid steps, padding excluded
         self.act_norm = Normaliser.fit(data.actions)
         device = self.device
         self.x_norm.to(device), self.act_norm.to(device)
-        return (self.x_norm.normalise(torch.as_tensor(x, device=device)),
-                self.act_norm.normalise(torch.as_tensor(actions, device=device)))
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+        steps, padding = self.x_norm.normalise(as_tensor(steps)), self.x_norm.normalise(as_tensor(padding))
+        actions = self.act_norm.normalise(as_tensor(data.actions))
+        index, padded = torch.as_tensor(index, device=device), torch.as_tensor(padded, device=device)
 
-    def loss(self, x0: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        def batch(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = index[ids]
+            return torch.where(padded[ids][..., None], padding[rows], steps[rows]), actions[rows]
+
+        return len(index), batch
+
+    def loss(self, x0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """x0-prediction L2 loss with uniform t and first-state inpainting (inputs and outputs)."""
         batch, obs = x0.shape[0], self.obs_dim
-        t = torch.randint(0, self.schedule.steps, (batch,), generator=generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        t = torch.randint(0, self.schedule.steps, (batch,), device=x0.device)
+        noise = torch.randn_like(x0)
         x_t = self.schedule.add_noise(x0, t, noise)
         x_t[:, 0, :obs] = x0[:, 0, :obs]
         scaled_actions = self.schedule.sqrt_alpha_bar[t].view(-1, 1, 1) * actions
@@ -140,28 +148,30 @@ class PolyGRAD(WorldModel):
         first = torch.cat([s0, x[:, 0, self.obs_dim:]], dim=-1)[:, None]
         return torch.cat([first, x[:, 1:]], dim=1)
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True) -> FitReport:
+    def fit(self, data: OfflineData, *, generator=None, progress=True,
+            policy: GaussianPolicy | None = None) -> FitReport:
+        """Train the denoiser; given a `policy` and `tune_every`, delta is tuned as training goes
+        (as in the paper's online runs) on batches imagined with the current weights."""
         c = self.config
         generator = generator or torch.Generator().manual_seed(0)
-        x, actions = self._training_tensors(data)
-        optimiser = torch.optim.Adam(self.denoiser.parameters(), lr=c.lr)
+        n_windows, batch = self._window_batches(data)
         ema = EMA(self.denoiser, c.ema_decay, c.ema_every, c.ema_start)
+        start_obs = torch.as_tensor(data.observations, device=self.device)
+
+        def after_step(step: int) -> None:
+            ema.update(self.denoiser, step)
+            if policy is not None and c.tune_every and step % c.tune_every == 0:
+                self.tune_delta(policy, start_obs, 1, generator, progress=False)
+
         self.denoiser.train()
-        start, loss = time.perf_counter(), torch.tensor(float("nan"))
-        bar = trange(c.train_steps, desc=f"fit {self.name} (h={c.horizon})", disable=not progress, leave=False)
-        for step in bar:
-            idx = torch.randint(0, len(x), (c.batch_size,), generator=generator).to(x.device)
-            loss = self.loss(x[idx], actions[idx], generator=None)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            ema.update(self.denoiser, step + 1)
-            if step % 100 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+        loss, seconds = train_steps(
+            lambda ids: self.loss(*batch(ids)), self.denoiser.parameters(), n_windows,
+            steps=c.train_steps, batch_size=c.batch_size, lr=c.lr, generator=generator, device=self.device,
+            desc=f"fit {self.name} (h={c.horizon})", progress=progress, after_step=after_step,
+        )
         self.denoiser.load_state_dict(ema.model.state_dict())  # generate with the averaged weights
         self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=time.perf_counter() - start,
-                                    loss=loss.item(), extra={"windows": len(x)})
+        self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=loss, extra={"windows": n_windows})
         return self.fit_report
 
     # ------------------------------------------------------------------ generation

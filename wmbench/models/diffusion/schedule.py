@@ -43,3 +43,15 @@ class DiffusionSchedule(nn.Module):
         """`q(x_t | x0)`: `sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise`, t of shape `[B]`."""
         shape = (-1,) + (1,) * (x0.dim() - 1)
         return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * noise
+
+    def sample(self, denoise, shape: tuple[int, ...], generator: torch.Generator,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+        """Ordinary DDPM ancestral sampling with an x0-predicting `denoise(x_t, t [B]) -> x0_hat`."""
+        x = torch.randn(shape, generator=generator, device=device)
+        for t in reversed(range(self.steps)):
+            steps = torch.full((shape[0],), t, device=device, dtype=torch.long)
+            x0_hat = denoise(x, steps)
+            x = self.posterior_c1[t] * x0_hat + self.posterior_c2[t] * x
+            if t > 0:
+                x = x + self.posterior_std[t] * torch.randn(shape, generator=generator, device=device)
+        return x

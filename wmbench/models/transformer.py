@@ -1,0 +1,90 @@
+"""Autoregressive transformer world model: a causal GPT over per-step tokens.
+
+Token t embeds the z-scored `(s_t, a_t)`; the output at token t is a deterministic prediction of
+the z-scored `[s_{t+1} - s_t, r_t, term_t]`, trained with MSE (steps padded past a termination
+are masked out). Rollouts slide a window of the last `context` steps (15, as the paper).
+
+Two details differ on purpose from the authors' code, which had an action-normalisation mismatch
+between training and rollout and rewards shifted by one step: here actions are z-scored with the
+same statistics in training and in rollouts, and token t's reward target is r_t, the reward of
+taking a_t in s_t (the transition the token describes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wmbench.config import param
+from wmbench.data import Normaliser, OfflineData
+from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_model
+from wmbench.models.diffusion import TransformerDenoiser
+from wmbench.models.training import train_steps
+
+CONTEXT = 15
+
+
+@dataclass
+class TransformerConfig:
+    dim: int = param(312, "token width")
+    layers: int = param(6, "transformer blocks")
+    heads: int = param(4, "attention heads")
+    lr: float = param(1e-4, "Adam learning rate")
+    batch_size: int = param(1024, "windows of 15 steps per gradient step")
+    train_steps: int = param(100_000, "gradient steps")
+
+
+@register_model("transformer")
+class TransformerWorldModel(AutoregressiveWorldModel):
+    """Causal transformer, context 15, deterministic next-step prediction."""
+
+    Config = TransformerConfig
+    context = CONTEXT
+
+    def __init__(self, obs_dim: int, act_dim: int, config: TransformerConfig | None = None):
+        super().__init__(obs_dim, act_dim, config)
+        c = self.config
+        self.target_dim = obs_dim + 2
+        self.net = TransformerDenoiser(CONTEXT, obs_dim, act_dim, c.dim, c.layers, c.heads, out_dim=self.target_dim)
+        self.obs_norm = Normaliser.identity(obs_dim)
+        self.act_norm = Normaliser.identity(act_dim)
+        self.target_norm = Normaliser.identity(self.target_dim)
+
+    def _predict(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Raw `obs [B, T, obs]`, `act [B, T, act]` (T <= 15) -> z-scored targets `[B, T, obs + 2]`."""
+        return self.net(self.obs_norm.normalise(obs), self.act_norm.normalise(act))
+
+    def fit(self, data: OfflineData, *, generator=None, progress=True) -> FitReport:
+        c, device = self.config, self.device
+        generator = generator or torch.Generator().manual_seed(0)
+        index, padded = data.windows(CONTEXT)
+        if len(index) == 0:
+            raise ValueError(f"no episode of {data.dataset_id} is long enough for windows of {CONTEXT} steps")
+        target = np.concatenate([data.next_observations - data.observations, data.rewards[:, None],
+                                 data.terminals[:, None].astype(np.float32)], axis=1)
+        self.obs_norm = Normaliser.fit(data.observations).to(device)
+        self.act_norm = Normaliser.fit(data.actions).to(device)
+        self.target_norm = Normaliser.fit(target).to(device)
+        as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        obs, act = as_tensor(data.observations), as_tensor(data.actions)
+        y = self.target_norm.normalise(as_tensor(target))
+        index, weight = as_tensor(index), as_tensor((~padded).astype(np.float32))[..., None]
+
+        def loss(ids: torch.Tensor) -> torch.Tensor:  # windows gathered per batch, not materialised
+            rows, w = index[ids], weight[ids]
+            error = (self._predict(obs[rows], act[rows]) - y[rows]).square() * w
+            return error.sum() / (w.sum() * self.target_dim)
+
+        self.net.train()
+        final, seconds = train_steps(loss, self.net.parameters(), len(index), steps=c.train_steps,
+                                     batch_size=c.batch_size, lr=c.lr, generator=generator, device=device,
+                                     desc=f"fit {self.name}", progress=progress)
+        self.eval()
+        self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=final, extra={"windows": len(index)})
+        return self.fit_report
+
+    def step(self, obs_hist, act_hist, *, generator):
+        target = self.target_norm.unnormalise(self._predict(obs_hist, act_hist)[:, -1])
+        return obs_hist[:, -1] + target[:, : self.obs_dim], target[:, self.obs_dim], target[:, self.obs_dim + 1] > 0.5
