@@ -51,11 +51,12 @@ class LinearSystem:
         return self.B.shape[1]
 
     def step(self, obs: np.ndarray, act: np.ndarray, rng: np.random.Generator | None = None):
-        """`(next_obs, reward)` for batches `[..., obs]`, `[..., act]`."""
+        """`(next_obs, reward)` for batches `[..., obs]`, `[..., act]`; noisy only given an `rng`
+        (without one: the mean next state)."""
         act = np.clip(act, -1.0, 1.0)
         next_obs = obs @ self.A.T + act @ self.B.T
-        if self.noise_std:
-            next_obs = next_obs + self.noise_std * (rng or np.random.default_rng()).normal(size=next_obs.shape)
+        if self.noise_std and rng is not None:
+            next_obs = next_obs + self.noise_std * rng.normal(size=next_obs.shape)
         return next_obs, obs @ self.c + act @ self.d
 
     def rollout(self, init_obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
