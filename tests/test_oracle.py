@@ -8,12 +8,14 @@ from wmbench.oracle import Oracle
 
 
 def step_loop(name, qpos, qvel, actions):
-    """Reference: gymnasium's own env.step from `set_state(qpos, qvel)`, clipping as executed."""
+    """Reference: gymnasium's own env.step from `set_state(qpos, qvel)`, clipping as executed, with
+    the solver warm start zeroed as in a freshly reset simulator."""
     env = get_env(name).make().unwrapped
     env.reset(seed=0)
     obs, rewards, terms = [], [], []
     for q, v, acts in zip(qpos, qvel, actions):
         env.set_state(q, v)
+        env.data.qacc_warmstart[:] = 0.0
         traj = [env._get_obs()]
         r_traj, t_traj = [], []
         for a in acts:
@@ -65,3 +67,17 @@ def test_replay_shapes_and_start():
     assert replay.rewards.shape == replay.terminals.shape == (3, 7)
     np.testing.assert_array_equal(replay.qpos[:, 0], qpos)
     np.testing.assert_array_equal(replay.observations[:, 0], spec.observe(qpos, qvel))
+
+
+def test_replay_does_not_depend_on_what_ran_before():
+    """Per-thread simulator data is reused across calls and trajectories; results must not be."""
+    spec = get_env("halfcheetah")
+    qpos, qvel = start_states("halfcheetah", 8, seed=3)
+    actions = np.random.default_rng(4).uniform(-1, 1, size=(8, 80, spec.act_dim))
+    oracle = Oracle(spec)
+    first = oracle.replay(qpos, qvel, actions)
+    oracle.replay(qpos[::-1].copy(), qvel[::-1].copy(), actions[::-1].copy())
+    again = oracle.replay(qpos, qvel, actions)
+    alone = Oracle(spec, threads=1).replay(qpos[5:6], qvel[5:6], actions[5:6])
+    np.testing.assert_array_equal(first.observations, again.observations)
+    np.testing.assert_array_equal(first.observations[5:6], alone.observations)

@@ -1,6 +1,7 @@
 """Ground truth: replay actions in the real simulator from exact simulator states.
 
-`replay` returns what a gymnasium `env.step` loop would return after `env.set_state(qpos, qvel)`,
+`replay` returns what a gymnasium `env.step` loop returns after `env.set_state(qpos, qvel)` on a
+freshly reset simulator (zero solver warm start),
 for a whole batch at once through `mujoco.rollout` (multi-threaded C, no Python loop over steps).
 Actions are clipped to the action space, as an executed action is; replay goes on past a
 termination and reports where each one happened.
@@ -55,7 +56,10 @@ class Oracle:
         batch, horizon, _ = actions.shape
         init = np.concatenate([np.zeros((batch, 1)), qpos, qvel], axis=1)
         control = np.repeat(actions, env.frame_skip, axis=1)
-        states, _ = rollout.rollout(self.model, self._datas, init, control)
+        # The solver's warm start is hidden state outside (qpos, qvel): fix it at zero, as after a
+        # reset, or a replay would depend on what the reused per-thread MjData simulated before.
+        warmstart = np.zeros((batch, self.model.nv))
+        states, _ = rollout.rollout(self.model, self._datas, init, control, initial_warmstart=warmstart)
         after = states[:, env.frame_skip - 1 :: env.frame_skip]  # the state after each env step
         qpos_all = np.concatenate([qpos[:, None], after[..., 1 : 1 + env.nq]], axis=1)
         qvel_all = np.concatenate([qvel[:, None], after[..., 1 + env.nq :]], axis=1)
