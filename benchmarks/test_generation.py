@@ -17,7 +17,7 @@ OBS, ACT, BATCH = 17, 6, 256
 
 
 @pytest.mark.parametrize("horizon", [10, 50])
-@pytest.mark.parametrize("name", ["polygrad", "mlp-ensemble"])
+@pytest.mark.parametrize("name", ["polygrad", "ar-diffusion", "mlp-ensemble", "transformer"])
 def test_rollout_256(benchmark, name, horizon):
     cls = get_model_class(name)
     config = build_config(cls.Config, "quick", name)
