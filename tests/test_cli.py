@@ -65,6 +65,18 @@ def test_polygrad_end_to_end(hopper_dataset, model):
     assert len(deltas) == 3  # the smoke profile's tuning iterations, stored step by step
 
 
+@pytest.mark.parametrize("model", ["ar-diffusion", "transformer"])
+def test_autoregressive_baselines_end_to_end(hopper_dataset, model):
+    args = [WMBENCH, "evaluate", "--model", model, "--env", "hopper", "--profile", "smoke", "--horizon", "3"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = ResultsStore().read(model=model, horizon=3)
+    mse = table[table["metric"] == "mse"]
+    assert sorted(mse["step"]) == [1, 2, 3] and (mse["value"] > 0).all()
+    z_std = float(table.loc[table["metric"] == "action_z_std", "value"].iloc[0])
+    assert 0.6 < z_std < 1.4  # on-policy by construction; 16 x 3 draws of 3 dims
+
+
 def test_polygrad_trains_one_model_per_horizon(hopper_dataset, tmp_path):
     store = ResultsStore(tmp_path)
     for horizon in (3, 5):
