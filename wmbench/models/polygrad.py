@@ -117,10 +117,9 @@ class PolyGRAD(WorldModel):
         # After a termination: the terminal state, reward 0, terminal 1.
         padding = np.concatenate([data.next_observations, np.zeros((data.n_transitions, 1)),
                                   np.ones((data.n_transitions, 1))], axis=1)
-        self.x_norm = Normaliser.fit(steps)  # statistics over all valid steps, padding excluded
-        self.act_norm = Normaliser.fit(data.actions)
         device = self.device
-        self.x_norm.to(device), self.act_norm.to(device)
+        self.x_norm = Normaliser.fit(steps).to(device)  # statistics over all valid steps, padding excluded
+        self.act_norm = Normaliser.fit(data.actions).to(device)
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
         steps, padding = self.x_norm.normalise(as_tensor(steps)), self.x_norm.normalise(as_tensor(padding))
         actions = self.act_norm.normalise(as_tensor(data.actions))
