@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wmbench.errors import WmbenchError
@@ -73,10 +74,10 @@ def models(config: bool = typer.Option(False, "--config", help="Also show every 
 
     for name, cls in available_models().items():
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
-        console.print(f"[bold]{name}[/bold]  {doc}", highlight=False)
+        console.print(f"[bold]{name}[/bold]  {escape(doc)}", highlight=False)
         if config:
             for field, default, help_text in field_docs(cls.Config):
-                console.print(f"    {field} = {default!r}  [dim]{help_text}[/dim]", highlight=False)
+                console.print(f"    {field} = {escape(repr(default))}  [dim]{escape(help_text)}[/dim]", highlight=False)
 
 
 @app.command()

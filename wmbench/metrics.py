@@ -8,6 +8,7 @@ transition `t = 0 .. H-1` (rewards, terminals).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def state_mse(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -47,7 +48,7 @@ def action_calibration(z: np.ndarray) -> dict[str, float]:
     z = np.asarray(z, np.float64)
     flat = np.sort(z.reshape(-1))
     n = len(flat)
-    cdf = 0.5 * (1.0 + _erf(flat / np.sqrt(2.0)))
+    cdf = 0.5 * (1.0 + torch.special.erf(torch.as_tensor(flat / np.sqrt(2.0))).numpy())
     ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
     return {"std": float(z.reshape(-1, z.shape[-1]).std(axis=0).mean()), "mean": float(flat.mean()), "ks": float(ks)}
 
@@ -57,9 +58,3 @@ def action_histogram(z: np.ndarray) -> np.ndarray:
     flat = np.clip(np.asarray(z, np.float64).reshape(-1), HIST_EDGES[0], HIST_EDGES[-1])
     density, _ = np.histogram(flat, bins=HIST_EDGES, density=True)
     return density
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    import torch
-
-    return torch.special.erf(torch.as_tensor(x)).numpy()

@@ -18,22 +18,12 @@ import torch.nn.functional as F
 from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_model
-from wmbench.models.diffusion import EMA, DiffusionSchedule, ResidualMLPDenoiser
-from wmbench.models.training import train_steps
+from wmbench.models.diffusion import DiffusionConfig, DiffusionSchedule, ResidualMLPDenoiser, fit_denoiser
 
 
 @dataclass
-class ARDiffusionConfig:
+class ARDiffusionConfig(DiffusionConfig):
     diffusion_steps: int = param(128, "denoising steps per environment step")
-    tau: float = param(1.0, "cosine-power schedule exponent")
-    width: int = param(1024, "residual MLP width")
-    blocks: int = param(6, "residual MLP blocks")
-    lr: float = param(3e-4, "Adam learning rate")
-    batch_size: int = param(256, "transitions per step")
-    train_steps: int = param(1_000_000, "gradient steps")
-    ema_decay: float = param(0.99, "EMA decay of the generation weights")
-    ema_every: int = param(10, "steps between EMA updates")
-    ema_start: int = param(2000, "step from which the EMA averages (before: a copy)")
 
 
 @register_model("ar-diffusion")
@@ -68,14 +58,8 @@ class ARDiffusion(AutoregressiveWorldModel):
         self.target_norm = Normaliser.fit(target).to(device)
         cond = self.cond_norm.normalise(torch.as_tensor(cond, device=device))[:, None]
         y0 = self.target_norm.normalise(torch.as_tensor(target, device=device))[:, None]
-        ema = EMA(self.denoiser, c.ema_decay, c.ema_every, c.ema_start)
-        self.denoiser.train()
-        loss, seconds = train_steps(
-            lambda idx: self.loss(y0[idx], cond[idx]), self.denoiser.parameters(), len(y0),
-            steps=c.train_steps, batch_size=c.batch_size, lr=c.lr, generator=generator, device=device,
-            desc=f"fit {self.name}", progress=progress, after_step=lambda step: ema.update(self.denoiser, step),
-        )
-        self.denoiser.load_state_dict(ema.model.state_dict())
+        loss, seconds = fit_denoiser(self.denoiser, lambda idx: self.loss(y0[idx], cond[idx]), len(y0), c,
+                                     generator=generator, device=device, desc=f"fit {self.name}", progress=progress)
         self.eval()
         self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=loss)
         return self.fit_report

@@ -30,8 +30,13 @@ from tqdm.auto import trange
 from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import FitReport, Trajectories, WorldModel, register_model
-from wmbench.models.diffusion import EMA, DiffusionSchedule, ResidualMLPDenoiser, TransformerDenoiser
-from wmbench.models.training import train_steps
+from wmbench.models.diffusion import (
+    DiffusionConfig,
+    DiffusionSchedule,
+    ResidualMLPDenoiser,
+    TransformerDenoiser,
+    fit_denoiser,
+)
 from wmbench.policy import GaussianPolicy
 
 GUIDANCE_MODES = ("gradient", "none", "sample")
@@ -39,22 +44,13 @@ GUIDE_ON = ("x0_hat", "posterior_mean")
 
 
 @dataclass
-class PolyGRADConfig:
-    horizon: int = param(10, "transitions per trajectory (the model diffuses horizon + 1 rows)")
-    diffusion_steps: int = param(128, "denoising steps")
-    tau: float = param(1.0, "cosine-power schedule exponent (0.1: noise arrives in the last step)")
-    denoiser: str = param("mlp", "mlp (residual MLP) or transformer")
+class PolyGRADConfig(DiffusionConfig):
     width: int = param(1024, "residual MLP width (paper: 1024 for h = 10, 2048 for h = 50 and 200)")
-    blocks: int = param(6, "residual MLP blocks")
+    horizon: int = param(10, "transitions per trajectory (the model diffuses horizon + 1 rows)")
+    denoiser: str = param("mlp", "mlp (residual MLP) or transformer")
     dim: int = param(312, "transformer width")
     layers: int = param(6, "transformer blocks")
     heads: int = param(4, "transformer attention heads")
-    lr: float = param(3e-4, "Adam learning rate")
-    batch_size: int = param(256, "training windows per step")
-    train_steps: int = param(1_000_000, "gradient steps")
-    ema_decay: float = param(0.99, "EMA decay of the generation weights")
-    ema_every: int = param(10, "steps between EMA updates")
-    ema_start: int = param(2000, "step from which the EMA averages (before: a copy)")
     guidance: str = param("gradient", "action update: gradient (PolyGRAD), none (keep random actions), sample (a ~ pi)")
     guide_on: str = param("x0_hat", "states the policy sees: x0_hat (denoised) or posterior_mean")
     action_clip_std: float = param(3.0, "clip actions to mean +- k std of the policy (0: off)")
@@ -154,21 +150,15 @@ class PolyGRAD(WorldModel):
         c = self.config
         generator = generator or torch.Generator().manual_seed(0)
         n_windows, batch = self._window_batches(data)
-        ema = EMA(self.denoiser, c.ema_decay, c.ema_every, c.ema_start)
         start_obs = torch.as_tensor(data.observations, device=self.device)
 
-        def after_step(step: int) -> None:
-            ema.update(self.denoiser, step)
+        def tune(step: int) -> None:
             if policy is not None and c.tune_every and step % c.tune_every == 0:
                 self.tune_delta(policy, start_obs, 1, generator, progress=False)
 
-        self.denoiser.train()
-        loss, seconds = train_steps(
-            lambda ids: self.loss(*batch(ids)), self.denoiser.parameters(), n_windows,
-            steps=c.train_steps, batch_size=c.batch_size, lr=c.lr, generator=generator, device=self.device,
-            desc=f"fit {self.name} (h={c.horizon})", progress=progress, after_step=after_step,
-        )
-        self.denoiser.load_state_dict(ema.model.state_dict())  # generate with the averaged weights
+        loss, seconds = fit_denoiser(self.denoiser, lambda ids: self.loss(*batch(ids)), n_windows, c,
+                                     generator=generator, device=self.device, desc=f"fit {self.name} (h={c.horizon})",
+                                     progress=progress, after_step=tune)
         self.eval()
         self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=loss, extra={"windows": n_windows})
         return self.fit_report
