@@ -157,6 +157,20 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     assert code == 2 and "--steps must be positive" in err
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["--models", "mlp-ensemble,nope"], "unknown model 'nope'"),
+    (["--envs", "hopper,ant"], "unknown env 'ant'"),
+    (["--horizons", "10,x"], "--horizons takes a comma-separated list"),
+    (["--seeds", ""], "--seeds takes a comma-separated list"),
+    (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--workers", "0"], "--workers must be at least 1"),
+])
+def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args, expected):
+    code, out, err = run_main(monkeypatch, capsys, "sweep", "--profile", "smoke", *args)
+    assert code == 2 and expected in err and "sweep:" not in out
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "models", "--config")
     assert code == 0 and "mlp-ensemble" in out and "elites = 5" in out

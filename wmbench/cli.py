@@ -66,6 +66,52 @@ def evaluate(
                   f"commit {first['git_commit']} | {first['device']}", highlight=False, soft_wrap=True)
 
 
+def _split(value: str, kind: type = str, option: str = "") -> list:
+    try:
+        items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items:
+        from wmbench.errors import UsageError
+
+        raise UsageError(f"{option} takes a comma-separated list, e.g. {'10,50' if kind is int else 'a,b'}; got {value!r}")
+    return items
+
+
+@app.command()
+def sweep(
+    models: str = typer.Option("mlp-ensemble,polygrad,ar-diffusion,transformer", help="Comma-separated model names."),
+    envs: str = typer.Option("halfcheetah,hopper,walker2d", help="Comma-separated envs."),
+    horizons: str = typer.Option("10", help="Comma-separated horizons, e.g. 10,50,200."),
+    seeds: str = typer.Option("0,1", help="Comma-separated seeds (the unit of replication)."),
+    profile: str = typer.Option("quick", help="Config profile: smoke, quick or paper."),
+    workers: int = typer.Option(1, help="Parallel worker processes (each gets cores / workers threads)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell [default: the profile's]."),
+) -> None:
+    """Evaluate every (model, env, horizon, seed) cell that is not in the results store yet.
+
+    Rerun the same command to resume an interrupted sweep. A failing cell is reported (its traceback
+    beside where its results would be) and the others complete; the exit code is 1 if any failed."""
+    from wmbench.sweep import grid, run_sweep
+
+    if workers < 1:
+        from wmbench.errors import UsageError
+
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    requests = grid(_split(models, option="--models"), _split(envs, option="--envs"),
+                    _split(horizons, int, "--horizons"), _split(seeds, int, "--seeds"),
+                    profile=profile, device=device, n_trajectories=n_trajectories)
+    outcome = run_sweep(requests, workers=workers)
+    console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
+                  f"{len(outcome.failed)} failed", highlight=False)
+    for cell, error in outcome.failed.items():
+        console.print(f"  failed: {cell.model} {cell.env} h={cell.horizon} seed={cell.seed}: {escape(error)}",
+                      highlight=False, soft_wrap=True)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def models(config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc.")) -> None:
     """List the registered world models (built-in and from installed extension packages)."""

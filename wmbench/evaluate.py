@@ -143,34 +143,48 @@ def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, train: OfflineDat
     return model.eval()
 
 
+def cell_of(request: EvalRequest) -> Cell:
+    """The results-store identity of a request (checks the names; the default dataset filled in)."""
+    env = get_env(request.env)
+    get_model_class(request.model)
+    if request.horizon < 1:
+        raise UsageError(f"--horizon must be a positive number of steps, got {request.horizon}")
+    if request.policy != "bc":
+        raise UsageError(f"unknown policy {request.policy!r}; choose one of: bc")
+    return Cell(model=request.model, env=env.name, dataset=request.dataset or datasets.default_dataset_id(env.name),
+                policy=request.policy, profile=request.profile, horizon=request.horizon, seed=request.seed)
+
+
+def prepare_inputs(env: str, dataset_id: str, profile: str, make_missing: bool, progress: bool,
+                   say: Callable[[str], None]) -> tuple[OfflineData, OfflineData, GaussianPolicy]:
+    """The dataset (made if missing), its train/held-out split and the evaluation policy (fitted if
+    missing): everything the models of one env, dataset and profile share."""
+    ensure_dataset(dataset_id, profile, make_missing, progress, say)
+    offline = datasets.load_dataset(dataset_id)
+    if offline.env != env:
+        raise DatasetError(f"dataset {dataset_id} was recorded in {offline.env}, not {env}")
+    train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
+    return train, held_out, load_or_fit_policy(dataset_id, train, profile, progress, say)
+
+
 def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_missing: bool = True,
              force: bool = False, progress: bool = True,
              say: Callable[[str], None] = _say) -> pd.DataFrame:
     """Run one evaluation and store its rows; a cell already in the store is returned as stored."""
     store = store or ResultsStore()
-    env = get_env(request.env)
+    cell = cell_of(request)
     model_cls = get_model_class(request.model)
     eval_config = build_config(EvalConfig, request.profile, "evaluate", n_trajectories=request.n_trajectories)
-    if request.horizon < 1:
-        raise UsageError(f"--horizon must be a positive number of steps, got {request.horizon}")
     if eval_config.n_trajectories < 1:
         raise UsageError(f"--n-trajectories must be positive, got {eval_config.n_trajectories}")
-    if request.policy != "bc":
-        raise UsageError(f"unknown policy {request.policy!r}; choose one of: bc")
     device = resolve_device(request.device)
-    dataset_id = request.dataset or datasets.default_dataset_id(env.name)
-    cell = Cell(model=request.model, env=env.name, dataset=dataset_id, policy=request.policy,
-                profile=request.profile, horizon=request.horizon, seed=request.seed)
     if store.has(cell) and not force:
         say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
         return store.read_cell(cell)
 
-    ensure_dataset(dataset_id, request.profile, make_missing, progress, say)
-    offline = datasets.load_dataset(dataset_id)
-    if offline.env != env.name:
-        raise DatasetError(f"dataset {dataset_id} was recorded in {offline.env}, not {env.name}")
-    train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
-    policy = load_or_fit_policy(dataset_id, train, request.profile, progress, say).to(device)
+    env = get_env(cell.env)
+    train, held_out, policy = prepare_inputs(cell.env, cell.dataset, cell.profile, make_missing, progress, say)
+    policy = policy.to(device)
     model = load_or_fit_model(model_cls, cell, train, device, progress, say)
     if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(request.seed), progress=progress):
         say(f"adapted {request.model} to the evaluation policy; saving")

@@ -1,0 +1,81 @@
+"""`wmbench sweep`: resumes where it stopped, reports failing cells and completes the others."""
+
+import pandas as pd
+import pytest
+
+from wmbench.errors import UsageError
+from wmbench.evaluate import cell_of
+from wmbench.results import ResultsStore
+from wmbench.sweep import failure_path, grid, run_sweep
+
+
+class FakeEvaluator:
+    """Stores one row per cell and remembers what it ran; `fail_model` raises, `stop_after` interrupts."""
+
+    def __init__(self, fail_model=None, stop_after=None):
+        self.ran, self.fail_model, self.stop_after = [], fail_model, stop_after
+
+    def __call__(self, request, *, store, progress, say):
+        if self.stop_after is not None and len(self.ran) == self.stop_after:
+            raise KeyboardInterrupt
+        self.ran.append(request)
+        if request.model == self.fail_model:
+            raise ValueError("this model is broken")
+        store.write(cell_of(request), pd.DataFrame({"metric": ["mse"], "step": [1], "value": [float(request.seed)]}))
+
+
+def small_grid():
+    return grid(["mlp-ensemble", "transformer"], ["hopper"], [5, 10], [0, 1], profile="smoke")
+
+
+def test_grid_checks_names_before_running():
+    assert len(small_grid()) == 8
+    with pytest.raises(UsageError, match="unknown model 'nope'"):
+        grid(["mlp-ensemble", "nope"], ["hopper"], [10], [0])
+    with pytest.raises(UsageError, match="unknown env"):
+        grid(["mlp-ensemble"], ["ant"], [10], [0])
+
+
+def test_interrupted_sweep_resumes_with_only_the_missing_cells(tmp_path):
+    store, requests = ResultsStore(tmp_path), small_grid()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(requests, store=store, evaluator=FakeEvaluator(stop_after=3), progress=False, say=lambda m: None)
+    assert len(store.read()) == 3
+
+    resumed = FakeEvaluator()
+    outcome = run_sweep(requests, store=store, evaluator=resumed, progress=False, say=lambda m: None)
+    assert len(resumed.ran) == 5 and len(outcome.skipped) == 3 and len(outcome.done) == 5
+    assert {cell_of(r) for r in resumed.ran}.isdisjoint(outcome.skipped)
+    assert len(store.read()) == 8
+
+    again = FakeEvaluator()
+    outcome = run_sweep(requests, store=store, evaluator=again, progress=False, say=lambda m: None)
+    assert again.ran == [] and len(outcome.skipped) == 8
+
+
+def test_a_failing_cell_is_reported_and_the_rest_complete(tmp_path):
+    store, requests = ResultsStore(tmp_path), small_grid()
+    outcome = run_sweep(requests, store=store, evaluator=FakeEvaluator(fail_model="transformer"),
+                        progress=False, say=lambda m: None)
+    failed = [cell_of(r) for r in requests if r.model == "transformer"]
+    assert set(outcome.failed) == set(failed) and len(outcome.done) == 4
+    assert all(error == "ValueError: this model is broken" for error in outcome.failed.values())
+    assert "Traceback" in failure_path(store, failed[0]).read_text()
+    assert set(store.read()["model"]) == {"mlp-ensemble"}
+
+    outcome = run_sweep(requests, store=store, evaluator=FakeEvaluator(), progress=False, say=lambda m: None)
+    assert len(outcome.done) == 4 and not outcome.failed
+    assert not failure_path(store, failed[0]).exists(), "a cell that succeeds later drops its failure note"
+
+
+def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path):
+    store = ResultsStore(tmp_path)
+    requests = grid(["mlp-ensemble"], ["hopper"], [3, 5], [0, 1], profile="smoke")
+    outcome = run_sweep(requests, workers=2, store=store, progress=False, say=lambda m: None)
+    assert not outcome.failed, outcome.failed
+    table = store.read()
+    assert sorted(table[["horizon", "seed"]].drop_duplicates().itertuples(index=False)) == [(3, 0), (3, 1), (5, 0), (5, 1)]
+    fit_times = table[table["metric"] == "fit_time_s"].set_index(["seed", "horizon"])["value"]
+    for seed in (0, 1):
+        assert fit_times[(seed, 3)] == fit_times[(seed, 5)], "both horizons of a seed use one trained model"
+    assert fit_times[(0, 3)] != fit_times[(1, 3)]
