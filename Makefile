@@ -6,7 +6,7 @@ MODEL  ?= polygrad
 ENV    ?= halfcheetah
 PYTEST_ARGS ?=
 
-.PHONY: install test evaluate clean-cache
+.PHONY: install test evaluate report clean-cache
 
 # torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
 $(BIN)/.installed: pyproject.toml
@@ -22,6 +22,10 @@ test: install
 
 evaluate: install
 	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)
+
+# Figures and tables of every result in reports/results (the committed reference run) into reports/.
+report: install
+	$(BIN)/wmbench report
 
 clean-cache:
 	rm -rf models/cache

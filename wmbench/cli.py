@@ -113,6 +113,23 @@ def sweep(
 
 
 @app.command()
+def report(
+    results: Optional[str] = typer.Option(None, help="Results store folder [default: reports/results or $WMBENCH_RESULTS]."),
+    out: str = typer.Option("reports", help="Folder for the figures, tables and README.md."),
+    profile: Optional[str] = typer.Option(None, help="Profile to report [default: the only one in the store]."),
+) -> None:
+    """Draw the paper's comparison figures and tables (mean and 95% bootstrap CI over seeds) from the
+    results store, with a README.md that shows them and their provenance."""
+    from pathlib import Path
+
+    from wmbench.report import write_report
+    from wmbench.results import ResultsStore
+
+    written = write_report(ResultsStore(results), Path(out), profile)
+    console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
+
+
+@app.command()
 def models(config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc.")) -> None:
     """List the registered world models (built-in and from installed extension packages)."""
     from wmbench.config import field_docs

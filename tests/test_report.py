@@ -1,0 +1,97 @@
+"""`wmbench report` on a synthetic results store whose numbers are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wmbench.errors import UsageError
+from wmbench.metrics import HIST_EDGES
+from wmbench.report import bootstrap_ci, write_report
+from wmbench.results import Cell, ResultsStore
+
+SEEDS = (0, 1, 2)
+BASE = {"polygrad": 0.5, "mlp-ensemble": 0.1}
+FIGURES = ["mse_vs_step.png", "generation_time.png", "accuracy_vs_compute.png", "calibration.png", "delta.png"]
+TABLES = ["mse_table", "generation_time", "calibration_table"]
+
+
+def known_mse(model, env, seed, step, horizon):
+    """Distinct per cell, so a test can tell which cell a number came from."""
+    return BASE[model] * step * (1 + 0.1 * seed) * (2.0 if env == "hopper" else 1.0) * (1 + horizon / 1000)
+
+
+def write_store(root, profile="quick") -> ResultsStore:
+    store = ResultsStore(root)
+    centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
+    for model, horizons in (("polygrad", [10]), ("mlp-ensemble", [10, 50])):
+        for env in ("hopper", "halfcheetah"):
+            for seed in SEEDS:
+                for horizon in horizons:
+                    rows = [("mse", k, known_mse(model, env, seed, k, horizon)) for k in range(1, horizon + 1)]
+                    rows += [("gen_time_s", horizon, 0.01 * horizon * (5 if model == "polygrad" else 1) + 0.001 * seed),
+                             ("action_z_std", 0, 1.0 + 0.01 * seed), ("action_z_mean", 0, 0.0), ("action_ks", 0, 0.02)]
+                    rows += [("action_z_hist", b, float(np.exp(-c ** 2 / 2) / np.sqrt(2 * np.pi)))
+                             for b, c in enumerate(centres)]
+                    if model == "polygrad":
+                        rows += [("delta", k, 0.1 / (k + 1)) for k in range(20)]
+                    table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+                        n_trajectories=256, git_commit="abc123", device="test cpu", versions="v", created="2026-01-01")
+                    store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", profile, horizon, seed), table)
+    return store
+
+
+def test_every_figure_and_table_is_written(tmp_path):
+    written = write_report(write_store(tmp_path / "results"), tmp_path / "out")
+    for name in FIGURES:
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert (tmp_path / "out" / name).stat().st_size > 10_000, f"{name} looks empty"
+    for stem in TABLES:
+        assert (tmp_path / "out" / f"{stem}.csv").stat().st_size > 0
+        assert (tmp_path / "out" / f"{stem}.md").read_text().startswith("| model |")
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert all(f"({name})" in readme for name in FIGURES)
+    assert "abc123" in readme and "wmbench/hopper/random-v0" in readme
+    assert {p.name for p in written} >= set(FIGURES) | {"README.md"}
+
+
+def test_table_cells_equal_the_store_means(tmp_path):
+    write_report(write_store(tmp_path / "results"), tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "mse_table.csv").set_index(["panel", "model", "step"])
+    for env in ("hopper", "halfcheetah"):
+        # step 10 of the ensemble comes from its longest (h = 50) cells, one curve per seed
+        expected = np.mean([known_mse("mlp-ensemble", env, s, 10, 50) for s in SEEDS])
+        assert table.loc[(env, "mlp-ensemble", 10), "mean"] == pytest.approx(expected)
+        expected = np.mean([known_mse("polygrad", env, s, 10, 10) for s in SEEDS])
+        assert table.loc[(env, "polygrad", 10), "mean"] == pytest.approx(expected)
+        assert table.loc[(env, "mlp-ensemble", 50), "n_seeds"] == 3
+        assert (env, "polygrad", 50) not in table.index
+    markdown = (tmp_path / "out" / "mse_table.md").read_text()
+    ensemble_row = next(line for line in markdown.splitlines() if line.startswith("| mlp-ensemble"))
+    polygrad_row = next(line for line in markdown.splitlines() if line.startswith("| polygrad"))
+    # best in both h = 10 columns; an h = 50 column holds one model, so there is nothing to mark
+    assert ensemble_row.count("**") == 2 * 2 and "**" not in polygrad_row
+
+    gen = pd.read_csv(tmp_path / "out" / "generation_time.csv").set_index(["panel", "model", "step"])
+    assert gen.loc[("hopper", "polygrad", 10), "mean"] == pytest.approx(0.5 + 0.001)
+
+
+def test_bootstrap_interval_contains_the_mean_and_shrinks_with_more_seeds():
+    widths = []
+    for n in (3, 10, 100):
+        values = 1.0 + np.linspace(-0.8, 0.8, n) ** 3  # the same spread at every n, skewed
+        mean, low, high = bootstrap_ci(values)
+        assert mean == pytest.approx(values.mean()) and low <= mean <= high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2] > 0
+    assert bootstrap_ci([2.5]) == (2.5, 2.5, 2.5)
+
+
+def test_report_needs_results_and_one_profile(tmp_path):
+    with pytest.raises(UsageError, match="empty"):
+        write_report(ResultsStore(tmp_path / "none"), tmp_path / "out")
+    store = write_store(tmp_path / "results")
+    write_store(tmp_path / "results", profile="smoke")
+    with pytest.raises(UsageError, match="several profiles"):
+        write_report(store, tmp_path / "out")
+    write_report(store, tmp_path / "out", profile="smoke")
+    assert "Profile `smoke`" in (tmp_path / "out" / "README.md").read_text()

@@ -1,0 +1,379 @@
+"""`wmbench report`: the paper's comparison figures and tables, drawn from the results store.
+
+Seeds are the unit of replication: every number is a mean over seeds with a 95% percentile
+bootstrap interval that resamples seeds. Each figure draws whatever models the store holds, and a
+model has the same colour in every figure. A panel is one env (with the dataset or policy added to
+its name when the store holds several for that env).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from wmbench.errors import UsageError  # noqa: E402
+from wmbench.metrics import HIST_EDGES  # noqa: E402
+from wmbench.paths import atomic_write_bytes  # noqa: E402
+from wmbench.results import ResultsStore, markdown_table  # noqa: E402
+
+MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "transformer", "mlp-ensemble")
+TABLE_STEPS = (10, 50, 200)  # the paper's horizons
+BOOTSTRAP_SAMPLES = 2000
+
+
+def bootstrap_ci(values, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """`(mean, low, high)`: the percentile bootstrap interval of the mean over `values` (one per seed).
+    One value gives a zero-width interval: with one seed there is nothing to resample."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    resampled = values[np.random.default_rng(seed).integers(0, len(values), (BOOTSTRAP_SAMPLES, len(values)))]
+    low, high = np.quantile(resampled.mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return mean, float(low), float(high)
+
+
+def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and bootstrap interval of `value` over seeds, per group of `by`."""
+    rows = []
+    for key, group in frame.groupby(by, sort=False):
+        mean, low, high = bootstrap_ci(group["value"].to_numpy())
+        rows.append((*key, mean, low, high, group["seed"].nunique()))
+    return pd.DataFrame(rows, columns=[*by, "mean", "ci_low", "ci_high", "n_seeds"])
+
+
+def model_colours(models) -> dict[str, tuple]:
+    """Built-in models keep their colour whatever else is in the store; others follow, by name."""
+    order = list(MODEL_ORDER) + sorted(set(models) - set(MODEL_ORDER))
+    palette = sns.color_palette("colorblind", max(10, len(order)))
+    return {model: palette[i] for i, model in enumerate(order)}
+
+
+def ordered_models(models) -> list[str]:
+    models = set(models)
+    return [m for m in MODEL_ORDER if m in models] + sorted(models - set(MODEL_ORDER))
+
+
+@dataclass
+class Selection:
+    """The rows one report is drawn from, with a `panel` column."""
+
+    rows: pd.DataFrame
+    profile: str
+
+    @classmethod
+    def from_store(cls, table: pd.DataFrame, profile: str | None = None) -> Selection:
+        if table.empty:
+            raise UsageError("the results store is empty: run `wmbench evaluate` or `wmbench sweep` first")
+        profiles = sorted(table["profile"].unique())
+        if profile is None:
+            if len(profiles) > 1:
+                raise UsageError(f"the store holds results of several profiles ({', '.join(profiles)}); "
+                                 "pick one with --profile")
+            profile = profiles[0]
+        if profile not in profiles:
+            raise UsageError(f"no results of profile {profile!r} in the store; it has: {', '.join(profiles)}")
+        rows = table[table["profile"] == profile].copy()
+        varies = [c for c in ("dataset", "policy") if rows.groupby("env")[c].nunique().max() > 1]
+        rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
+        return cls(rows, profile)
+
+    @property
+    def panels(self) -> list[str]:
+        return sorted(self.rows["panel"].unique())
+
+    @property
+    def models(self) -> list[str]:
+        return ordered_models(self.rows["model"].unique())
+
+    def metric(self, name: str) -> pd.DataFrame:
+        return self.rows[self.rows["metric"] == name]
+
+    def longest(self, name: str) -> pd.DataFrame:
+        """A metric's rows from each (panel, model, seed)'s longest-horizon cell: one curve per seed."""
+        rows = self.metric(name)
+        longest = rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")
+        return rows[rows["horizon"] == longest]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _panel_axes(n: int, rows: int = 1, height: float = 3.6, width: float = 4.4, **kwargs):
+    fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False, layout="constrained", **kwargs)
+    return fig, axes
+
+
+def _legend(fig: plt.Figure, axes) -> None:
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(handles), 5),
+                   frameon=False)
+
+
+def plot_mse_vs_step(sel: Selection, colours: dict, path: Path) -> Path:
+    curves = summarise(sel.longest("mse"), ["panel", "model", "step"])
+    fig, axes = _panel_axes(len(sel.panels))
+    for ax, panel in zip(axes[0], sel.panels):
+        for model in sel.models:
+            c = curves[(curves["panel"] == panel) & (curves["model"] == model)].sort_values("step")
+            if c.empty:
+                continue
+            ax.plot(c["step"], c["mean"], color=colours[model], label=model, lw=1.8)
+            ax.fill_between(c["step"], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.2, lw=0)
+        ax.set(yscale="log", title=panel, xlabel="step (transitions after the start state)",
+               ylabel="state MSE (raw obs units²)")
+    fig.suptitle("Open-loop state error of on-policy trajectories (mean over seeds, 95% bootstrap CI)")
+    _legend(fig, axes)
+    return _save(fig, path)
+
+
+def mse_table(sel: Selection) -> pd.DataFrame:
+    """Tidy MSE at the paper's horizons: `panel, model, step, mean, ci_low, ci_high, n_seeds`."""
+    rows = sel.longest("mse")
+    rows = rows[rows["step"].isin(TABLE_STEPS)]
+    return summarise(rows, ["panel", "model", "step"]).sort_values(["panel", "step", "model"]).reset_index(drop=True)
+
+
+def wide_table(tidy: pd.DataFrame, models: list[str], columns: list[tuple[str, int]], fmt: str = ".3g",
+               distance: Callable[[pd.Series], pd.Series] = lambda mean: mean) -> pd.DataFrame:
+    """Rows of models, one column per (panel, step): `mean [low, high]`, the model of the smallest
+    `distance(mean)` per column in bold."""
+    out = pd.DataFrame({"model": models})
+    for panel, step in columns:
+        col = tidy[(tidy["panel"] == panel) & (tidy["step"] == step)].set_index("model")
+        best = distance(col["mean"]).idxmin() if len(col) else None
+        cells = []
+        for model in models:
+            if model not in col.index:
+                cells.append("–")
+                continue
+            r = col.loc[model]
+            text = f"{r['mean']:{fmt}} [{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]"
+            cells.append(f"**{text}**" if model == best and len(col) > 1 else text)
+        out[f"{panel} h={step}"] = cells
+    return out
+
+
+def plot_generation_time(sel: Selection, colours: dict, path: Path) -> tuple[Path, pd.DataFrame]:
+    rows = sel.metric("gen_time_s").assign(step=lambda f: f["horizon"])
+    per_transition = rows.assign(value=rows["value"] / (rows["horizon"] * rows["n_trajectories"]) * 1e3)
+    seconds = summarise(rows, ["panel", "model", "step"])
+    ms = summarise(per_transition, ["panel", "model", "step"])
+    fig, axes = _panel_axes(len(sel.panels), rows=2)
+    for col, panel in enumerate(sel.panels):
+        for row, (frame, ylabel) in enumerate([(seconds, "time for the batch (s)"),
+                                               (ms, "time per generated transition (ms)")]):
+            ax = axes[row][col]
+            for model in sel.models:
+                c = frame[(frame["panel"] == panel) & (frame["model"] == model)].sort_values("step")
+                if not c.empty:
+                    ax.errorbar(c["step"], c["mean"], yerr=[c["mean"] - c["ci_low"], c["ci_high"] - c["mean"]],
+                                color=colours[model], label=model, marker="o", lw=1.6, capsize=3)
+            ax.set(xscale="log", yscale="log", xlabel="horizon (steps)", ylabel=ylabel, title=panel)
+    n = int(rows["n_trajectories"].max()) if not rows.empty else 0
+    fig.suptitle(f"Generation cost of {n} trajectories (wall clock, mean over seeds, 95% bootstrap CI)")
+    _legend(fig, axes)
+    return _save(fig, path), seconds
+
+
+def plot_accuracy_vs_compute(sel: Selection, colours: dict, path: Path) -> Path:
+    mse = sel.metric("mse")
+    mse = mse[mse["step"] == mse["horizon"]]  # the error at the end of each cell's horizon
+    points = summarise(mse, ["panel", "model", "horizon"]).merge(
+        summarise(sel.metric("gen_time_s"), ["panel", "model", "horizon"]), on=["panel", "model", "horizon"],
+        suffixes=("_mse", "_time"))
+    horizons = sorted(points["horizon"].unique())
+    markers = dict(zip(sel.panels, "osD^vP*X"))
+    fig, axes = _panel_axes(max(len(horizons), 1))
+    for ax, horizon in zip(axes[0], horizons):
+        for p in points[points["horizon"] == horizon].itertuples(index=False):
+            ax.errorbar(p.mean_time, p.mean_mse, yerr=[[p.mean_mse - p.ci_low_mse], [p.ci_high_mse - p.mean_mse]],
+                        xerr=[[p.mean_time - p.ci_low_time], [p.ci_high_time - p.mean_time]], color=colours[p.model],
+                        marker=markers.get(p.panel, "o"), ms=8, capsize=3, ls="none")
+        ax.set(xscale="log", yscale="log", title=f"h = {horizon}", xlabel="generation time for the batch (s)",
+               ylabel=f"state MSE at step {horizon}")
+    handles = [plt.Line2D([], [], color=colours[m], marker="o", ls="none", label=m) for m in sel.models]
+    handles += [plt.Line2D([], [], color="grey", marker=markers[p], ls="none", label=p) for p in sel.panels]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False)
+    fig.suptitle("Accuracy against compute (lower left is better)")
+    return _save(fig, path)
+
+
+def plot_calibration(sel: Selection, colours: dict, path: Path) -> Path:
+    hist = summarise(sel.longest("action_z_hist"), ["panel", "model", "step"])
+    std = summarise(sel.longest("action_z_std"), ["panel", "model"]).set_index(["panel", "model"])
+    centres, width = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2, np.diff(HIST_EDGES)
+    grid = np.linspace(HIST_EDGES[0], HIST_EDGES[-1], 200)
+    fig, axes = _panel_axes(len(sel.models), rows=len(sel.panels), height=2.6, width=3.2, sharex=True)
+    for i, panel in enumerate(sel.panels):
+        for j, model in enumerate(sel.models):
+            ax = axes[i][j]
+            h = hist[(hist["panel"] == panel) & (hist["model"] == model)].sort_values("step")
+            if not h.empty:
+                bins = h["step"].to_numpy()
+                ax.bar(centres[bins], h["mean"], width=width[bins], color=colours[model], alpha=0.7)
+                ax.text(0.03, 0.95, f"std(z) = {std.loc[(panel, model), 'mean']:.3f}", transform=ax.transAxes,
+                        va="top", fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", color="grey")
+            ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), color="black", lw=1, label="N(0, 1)")
+            ax.set_title(f"{model} · {panel}", fontsize=9)
+            ax.set_xlim(-4, 4)
+            if i == len(sel.panels) - 1:
+                ax.set_xlabel("z (standardised action)")
+            if j == 0:
+                ax.set_ylabel("density")
+    fig.suptitle("Action calibration: generated actions as z = (a - μ(s)) / σ(s) under the policy, against N(0, 1)")
+    return _save(fig, path)
+
+
+def calibration_table(sel: Selection) -> pd.DataFrame:
+    frames = [summarise(sel.longest(metric), ["panel", "model"]).assign(metric=metric)
+              for metric in ("action_z_std", "action_z_mean", "action_ks")]
+    return pd.concat(frames, ignore_index=True)[["panel", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"]]
+
+
+def plot_delta(sel: Selection, colours: dict, path: Path) -> Path | None:
+    rows = sel.longest("delta")
+    if rows.empty:
+        return None
+    curves = summarise(rows, ["panel", "model", "step"])
+    panels = sorted(curves["panel"].unique())
+    fig, axes = _panel_axes(len(panels))
+    for ax, panel in zip(axes[0], panels):
+        for model in sel.models:
+            c = curves[(curves["panel"] == panel) & (curves["model"] == model)].sort_values("step")
+            if not c.empty:
+                ax.plot(c["step"], c["mean"], color=colours[model], label=model, lw=1.8)
+                ax.fill_between(c["step"], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.2, lw=0)
+        ax.set(yscale="log", title=panel, xlabel="tuning batch", ylabel="guidance scale δ")
+    fig.suptitle("PolyGRAD's guidance scale δ while tuning towards std(z) = 1")
+    _legend(fig, axes)
+    return _save(fig, path)
+
+
+def provenance_table(sel: Selection) -> pd.DataFrame:
+    r = sel.rows
+    facts = {
+        "profile": sel.profile,
+        "cells": len(r.drop_duplicates(["model", "env", "dataset", "policy", "horizon", "seed"])),
+        "models": ", ".join(sel.models),
+        "datasets": ", ".join(sorted(r["dataset"].unique())),
+        "policies": ", ".join(sorted(r["policy"].unique())),
+        "horizons": ", ".join(map(str, sorted(r["horizon"].unique()))),
+        "seeds": ", ".join(map(str, sorted(r["seed"].unique()))),
+        "trajectories per cell": ", ".join(map(str, sorted(r["n_trajectories"].unique()))),
+    }
+    for column in ("git_commit", "device", "versions"):
+        if column in r:
+            facts[column.replace("_", " ")] = "; ".join(sorted(r[column].astype(str).unique()))
+    if "created" in r:
+        facts["created"] = f"{r['created'].min()} to {r['created'].max()}"
+    return pd.DataFrame(list(facts.items()), columns=["", "value"])
+
+
+def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
+    """Every figure and table, and `README.md` that shows them; returns the files written."""
+    sel = Selection.from_store(results.read(), profile)
+    out = Path(out)
+    colours = model_colours(sel.models)
+    sns.set_theme(style="whitegrid", context="notebook")
+    written = [plot_mse_vs_step(sel, colours, out / "mse_vs_step.png")]
+
+    tidy = mse_table(sel)
+    columns = [(p, s) for p in sel.panels for s in TABLE_STEPS if ((tidy["panel"] == p) & (tidy["step"] == s)).any()]
+    mse_wide = wide_table(tidy, sel.models, columns)
+    written += _write_table(tidy, mse_wide, out / "mse_table")
+
+    gen_path, gen = plot_generation_time(sel, colours, out / "generation_time.png")
+    gen_wide = wide_table(gen, sel.models, [(p, s) for p in sel.panels for s in sorted(gen["step"].unique())])
+    written += [gen_path, *_write_table(gen, gen_wide, out / "generation_time")]
+    written.append(plot_accuracy_vs_compute(sel, colours, out / "accuracy_vs_compute.png"))
+
+    written.append(plot_calibration(sel, colours, out / "calibration.png"))
+    calib = calibration_table(sel)
+    z_std = calib[calib["metric"] == "action_z_std"].assign(step=0)
+    calib_wide = wide_table(z_std, sel.models, [(p, 0) for p in sel.panels], fmt=".3f",
+                            distance=lambda mean: (mean - 1).abs())
+    calib_wide.columns = ["model", *(f"{p} std(z)" for p in sel.panels)]
+    written += _write_table(calib, calib_wide, out / "calibration_table")
+
+    delta_path = plot_delta(sel, colours, out / "delta.png")
+    written += [delta_path] if delta_path else []
+    readme = _readme(sel, mse_wide, gen_wide, calib_wide, has_delta=delta_path is not None)
+    atomic_write_bytes(out / "README.md", readme.encode())
+    return written + [out / "README.md"]
+
+
+def _write_table(tidy: pd.DataFrame, wide: pd.DataFrame, stem: Path) -> list[Path]:
+    atomic_write_bytes(stem.with_suffix(".csv"), tidy.to_csv(index=False).encode())
+    atomic_write_bytes(stem.with_suffix(".md"), (markdown_table(wide) + "\n").encode())
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, has_delta: bool) -> str:
+    parts = [
+        "# wmbench report",
+        "",
+        f"Profile `{sel.profile}`. Every number is a mean over seeds with a 95% bootstrap interval over seeds "
+        "(`mean [low, high]`; one seed gives a zero-width interval); the best per column is bold. "
+        "Regenerate with `make report`.",
+        "",
+        "## State error versus step",
+        "![state MSE versus step](mse_vs_step.png)",
+        "",
+        "Each line is a model's open-loop state error against the simulator replay of its own actions; lower is "
+        "better, and a line that rises faster compounds its errors faster.",
+        "",
+        "## State MSE at the paper's horizons",
+        "The error at step 10, 50 and 200 of each model's longest trajectories (tidy numbers: `mse_table.csv`).",
+        "",
+        markdown_table(mse_wide),
+        "",
+        "## Generation cost",
+        "![generation time versus horizon](generation_time.png)",
+        "",
+        "Top: wall-clock time to generate the batch at each horizon; bottom: the same per generated transition. "
+        "Autoregressive models pay per step; PolyGRAD pays per diffusion step over the whole trajectory.",
+        "",
+        markdown_table(gen_wide),
+        "",
+        "## Accuracy against compute",
+        "![accuracy against compute](accuracy_vs_compute.png)",
+        "",
+        "One point per model and env at each horizon: the further to the lower left, the more accurate for its cost.",
+        "",
+        "## Action calibration",
+        "![action calibration histograms](calibration.png)",
+        "",
+        "Generated actions standardised by the evaluation policy should be N(0, 1): a narrow histogram "
+        "(std(z) < 1) means the trajectories are less random than the policy, a wide one more; the std "
+        "closest to 1 is bold.",
+        "",
+        markdown_table(calib_wide),
+        "",
+    ]
+    if has_delta:
+        parts += ["## PolyGRAD's guidance scale", "![delta over tuning](delta.png)", "",
+                  "δ while it is tuned towards std(z) = 1 after training; a curve that has flattened has converged.", ""]
+    parts += ["## Provenance", "", markdown_table(provenance_table(sel)), ""]
+    return "\n".join(parts)
