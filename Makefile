@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 MODEL  ?= polygrad
 ENV    ?= halfcheetah
 PYTEST_ARGS ?=
+BENCH_MODE ?= full
+BENCH_JSON ?= reports/bench/benchmarks.json
 
-.PHONY: install test evaluate report clean-cache
+.PHONY: install test bench evaluate report clean-cache
 
 # torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
 $(BIN)/.installed: pyproject.toml
@@ -19,6 +21,12 @@ install: $(BIN)/.installed
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# pytest-benchmark suite (generation, training step, oracle); BENCH_MODE=short is CI's one-round h = 10 pass.
+bench: install
+	mkdir -p $(dir $(BENCH_JSON))
+	WMBENCH_BENCH_MODE=$(BENCH_MODE) $(BIN)/python -m pytest benchmarks --benchmark-only -p no:cacheprovider \
+		--benchmark-json=$(BENCH_JSON) --benchmark-columns=median,iqr,rounds $(PYTEST_ARGS)
 
 evaluate: install
 	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)

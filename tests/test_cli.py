@@ -171,6 +171,16 @@ def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: fp32, bf16"),
+    (["--models", "nope"], "unknown model 'nope'"),
+    (["--batch", "0"], "--batch and --repeats must be positive"),
+])
+def test_bench_bad_input(monkeypatch, capsys, args, expected):
+    code, _, err = run_main(monkeypatch, capsys, "bench", "--profile", "smoke", "--horizons", "2", *args)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+
+
 def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "models", "--config")
     assert code == 0 and "mlp-ensemble" in out and "elites = 5" in out

@@ -41,7 +41,11 @@ def write_store(root, profile="quick") -> ResultsStore:
 
 
 def test_every_figure_and_table_is_written(tmp_path):
-    written = write_report(write_store(tmp_path / "results"), tmp_path / "out")
+    store = write_store(tmp_path / "results")
+    bench = pd.DataFrame({"metric": ["gen_time_s", "peak_fraction"], "step": [10, 10], "value": [0.25, 0.4]})
+    store.write(Cell("polygrad", "hopper", "bench-fp32", "untrained", "quick", 10, 0),
+                bench.assign(n_trajectories=256, device="test cpu"))
+    written = write_report(store, tmp_path / "out")
     for name in FIGURES:
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert (tmp_path / "out" / name).stat().st_size > 10_000, f"{name} looks empty"
@@ -51,7 +55,9 @@ def test_every_figure_and_table_is_written(tmp_path):
     readme = (tmp_path / "out" / "README.md").read_text()
     assert all(f"({name})" in readme for name in FIGURES)
     assert "abc123" in readme and "wmbench/hopper/random-v0" in readme
-    assert {p.name for p in written} >= set(FIGURES) | {"README.md"}
+    assert {p.name for p in written} >= set(FIGURES) | {"README.md", "bench_table.md"}
+    assert "bench" not in (tmp_path / "out" / "mse_table.csv").read_text(), "timings are not evaluations"
+    assert "| polygrad | fp32 | hopper | 10 |" in readme
 
 
 def test_table_cells_equal_the_store_means(tmp_path):

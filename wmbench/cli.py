@@ -113,6 +113,34 @@ def sweep(
 
 
 @app.command()
+def bench(
+    models: str = typer.Option("polygrad,ar-diffusion,mlp-ensemble,transformer", help="Comma-separated model names."),
+    horizons: str = typer.Option("10,50", help="Comma-separated horizons."),
+    batch: int = typer.Option(256, help="Trajectories per rollout."),
+    profile: str = typer.Option("quick", help="Profile whose model sizes are timed (paper: on a GPU)."),
+    env: str = typer.Option("halfcheetah", help="Env whose observation and action sizes are used."),
+    device: str = typer.Option("cpu", help="cpu or cuda (timings are synchronised)."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 (autocast during generation)."),
+    repeats: int = typer.Option(3, help="Timed rollouts per cell (the median is kept)."),
+) -> None:
+    """Time generation per model (untrained weights: the cost does not depend on them), count its
+    FLOPs and hold the achieved GFLOP/s against this machine's dense-matmul peak; stores the rows."""
+    from wmbench.bench import matched, ratio_rows, run_bench
+    from wmbench.errors import UsageError
+
+    if batch < 1 or repeats < 1:
+        raise UsageError(f"--batch and --repeats must be positive, got {batch} and {repeats}")
+    names = _split(models, option="--models")
+    table = run_bench(names, _split(horizons, int, "--horizons"), env=env, batch=batch, profile=profile,
+                      device=device, precision=precision, repeats=repeats)
+    ratios = ratio_rows(table)
+    if ratios:
+        match = "matched" if matched(profile) else "NOT matched"
+        console.print(f"ar-diffusion / polygrad generation time ({match} width, blocks and diffusion steps): "
+                      + ", ".join(f"h={h}: {r:.1f}x" for h, r in ratios.items()), highlight=False)
+
+
+@app.command()
 def report(
     results: Optional[str] = typer.Option(None, help="Results store folder [default: reports/results or $WMBENCH_RESULTS]."),
     out: str = typer.Option("reports", help="Folder for the figures, tables and README.md."),

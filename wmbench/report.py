@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 from wmbench.errors import UsageError  # noqa: E402
 from wmbench.metrics import HIST_EDGES  # noqa: E402
 from wmbench.paths import atomic_write_bytes  # noqa: E402
-from wmbench.results import ResultsStore, markdown_table  # noqa: E402
+from wmbench.results import BENCH_PREFIX, ResultsStore, markdown_table  # noqa: E402
 
 MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "transformer", "mlp-ensemble")
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
@@ -271,6 +271,22 @@ def plot_delta(sel: Selection, colours: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def bench_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """`wmbench bench` rows, one line per model, precision and horizon (the latest run of each)."""
+    columns = {"gen_time_s": "time (s)", "transitions_per_s": "transitions/s", "gflop": "GFLOP",
+               "gflops_achieved": "GFLOP/s", "peak_fraction": "fraction of peak", "denoiser_peak_fraction": "denoiser pass, fraction of peak",
+               "peak_gflops": "matmul peak (GFLOP/s)"}
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(precision=rows["dataset"].str.removeprefix(BENCH_PREFIX))
+    wide = rows.pivot_table(index=["model", "precision", "env", "horizon", "device"], columns="metric",
+                            values="value", aggfunc="last").reset_index()
+    wide = wide[[c for c in ["model", "precision", "env", "horizon", "device", *columns] if c in wide]]
+    wide = wide.rename(columns=columns)
+    order = {m: i for i, m in enumerate(ordered_models(wide["model"]))}
+    return wide.sort_values(["precision", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+
+
 def provenance_table(sel: Selection) -> pd.DataFrame:
     r = sel.rows
     facts = {
@@ -293,7 +309,9 @@ def provenance_table(sel: Selection) -> pd.DataFrame:
 
 def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
     """Every figure and table, and `README.md` that shows them; returns the files written."""
-    sel = Selection.from_store(results.read(), profile)
+    table = results.read()
+    is_bench = table["dataset"].astype(str).str.startswith(BENCH_PREFIX)
+    sel = Selection.from_store(table[~is_bench], profile)
     out = Path(out)
     colours = model_colours(sel.models)
     sns.set_theme(style="whitegrid", context="notebook")
@@ -319,7 +337,10 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
 
     delta_path = plot_delta(sel, colours, out / "delta.png")
     written += [delta_path] if delta_path else []
-    readme = _readme(sel, mse_wide, gen_wide, calib_wide, has_delta=delta_path is not None)
+    bench = bench_table(table[is_bench & (table["profile"] == sel.profile)])
+    if not bench.empty:
+        written += _write_table(bench, bench.astype(object).where(bench.notna(), "–"), out / "bench_table")
+    readme = _readme(sel, mse_wide, gen_wide, calib_wide, bench, has_delta=delta_path is not None)
     atomic_write_bytes(out / "README.md", readme.encode())
     return written + [out / "README.md"]
 
@@ -330,7 +351,7 @@ def _write_table(tidy: pd.DataFrame, wide: pd.DataFrame, stem: Path) -> list[Pat
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 
 
-def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, has_delta: bool) -> str:
+def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, bench: pd.DataFrame, has_delta: bool) -> str:
     parts = [
         "# wmbench report",
         "",
@@ -375,5 +396,10 @@ def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, has_delta: bool) -> 
     if has_delta:
         parts += ["## PolyGRAD's guidance scale", "![delta over tuning](delta.png)", "",
                   "δ while it is tuned towards std(z) = 1 after training; a curve that has flattened has converged.", ""]
+    if not bench.empty:
+        parts += ["## Generation throughput against this machine's peak (`wmbench bench`)", "",
+                  "Untrained models at the profile's sizes: time of one batch, FLOPs counted by PyTorch's "
+                  "FlopCounterMode, and the fraction of a dense matmul's GFLOP/s measured in the same run.", "",
+                  markdown_table(bench.astype(object).where(bench.notna(), "–")), ""]
     parts += ["## Provenance", "", markdown_table(provenance_table(sel)), ""]
     return "\n".join(parts)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from wmbench.paths import atomic_write_bytes, results_root
 
+BENCH_PREFIX = "bench-"  # the dataset of `wmbench bench` rows: untrained models, timings only
 ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "metric", "step", "value"]
 
 

@@ -1,0 +1,169 @@
+"""`wmbench bench`: generation cost per model, held against this machine's own matmul peak.
+
+Weights do not change a model's cost, so the models are built untrained at the profile's sizes
+(no data, no fitting) under an untrained policy of the profile's width. For each model and horizon:
+the median wall-clock time of `rollout` over repeats (after a warm-up), transitions per second, the
+FLOPs of one rollout counted by `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions
+and attention: the work that can run at the peak), the GFLOP/s that achieves and its fraction of a
+dense square matmul's GFLOP/s measured in the same run. Diffusion models also get the same numbers
+for one denoiser pass at the rollout's batch, captured from the rollout itself. Rows go to the
+results store under the dataset `bench-<precision>`, outside the evaluation figures.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from wmbench.config import build_config
+from wmbench.envs import get_env
+from wmbench.errors import UsageError
+from wmbench.evaluate import model_config, resolve_device
+from wmbench.models.base import WorldModel, get_model_class
+from wmbench.policy import GaussianPolicy, PolicyConfig
+from wmbench.provenance import provenance
+from wmbench.results import BENCH_PREFIX, Cell, ResultsStore
+from wmbench.timing import timed
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def bench_dataset(precision: str) -> str:
+    return f"{BENCH_PREFIX}{precision}"
+
+
+def matmul_peak_gflops(device: str = "cpu", precision: str = "fp32", n: int = 2048, repeats: int = 5) -> float:
+    """The best GFLOP/s of an n x n matmul: the ceiling a model's generation is held against."""
+    a = torch.randn(n, n, device=device, dtype=PRECISIONS[precision])
+    b = torch.randn(n, n, device=device, dtype=PRECISIONS[precision])
+    torch.mm(a, b)
+    best = min(timed(lambda: torch.mm(a, b), device)[1] for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    flop: int
+    transitions: int
+
+    @property
+    def gflops(self) -> float:
+        return self.flop / self.seconds / 1e9
+
+    def rows(self, prefix: str, horizon: int, peak: float) -> list[tuple[str, int, float]]:
+        rows = [(f"{prefix}gflop", horizon, self.flop / 1e9), (f"{prefix}gflops_achieved", horizon, self.gflops),
+                (f"{prefix}peak_fraction", horizon, self.gflops / peak)]
+        if prefix:
+            rows.append((f"{prefix}time_s", horizon, self.seconds))
+        if self.transitions:
+            rows.append((f"{prefix}transitions_per_s", horizon, self.transitions / self.seconds))
+        return rows
+
+
+def _measure(fn, device: str, repeats: int, transitions: int, autocast) -> Measurement:
+    with autocast():
+        fn()  # warm-up
+        seconds = statistics.median(timed(fn, device)[1] for _ in range(repeats))
+        flop = count_flops(fn)
+    return Measurement(seconds, flop, transitions)
+
+
+def build_untrained(name: str, env: str, horizon: int, *, batch: int = 256, profile: str = "quick",
+                    device: str = "cpu") -> tuple[WorldModel, GaussianPolicy, torch.Tensor]:
+    """A model and a policy at the profile's sizes with seeded random weights, and `batch` start states."""
+    spec, cls = get_env(env), get_model_class(name)
+    torch.manual_seed(0)
+    model = cls(spec.obs_dim, spec.act_dim, model_config(cls, profile, horizon)).to(device).eval()
+    model.check_horizon(horizon)
+    policy_config = build_config(PolicyConfig, profile, "policy")
+    policy = GaussianPolicy(spec.obs_dim, spec.act_dim, policy_config.hidden, policy_config.min_std)
+    return model, policy.to(device).eval(), torch.randn(batch, spec.obs_dim, device=device)
+
+
+def bench_model(name: str, env: str, horizon: int, *, batch: int = 256, profile: str = "quick",
+                device: str = "cpu", precision: str = "fp32", repeats: int = 3) -> dict[str, Measurement]:
+    """`{"rollout": ..., "denoiser": ... (diffusion models)}` for one model at one horizon."""
+    model, policy, init = build_untrained(name, env, horizon, batch=batch, profile=profile, device=device)
+    autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16,  # noqa: E731
+                                      enabled=precision == "bf16")
+
+    def rollout():
+        return model.rollout(init, policy, horizon, generator=torch.Generator(device).manual_seed(0))
+
+    out = {"rollout": _measure(rollout, device, repeats, batch * horizon, autocast)}
+    denoiser = getattr(model, "denoiser", None)
+    if isinstance(denoiser, torch.nn.Module):
+        captured = {}
+        hook = denoiser.register_forward_pre_hook(lambda module, args: captured.setdefault("args", args))
+        with autocast(), torch.inference_mode():
+            rollout()
+        hook.remove()
+        args = captured["args"]
+
+        @torch.inference_mode()
+        def one_pass():
+            return denoiser(*args)
+
+        out["denoiser"] = _measure(one_pass, device, max(repeats, 10), 0, autocast)
+    return out
+
+
+def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah", batch: int = 256,
+              profile: str = "quick", device: str = "cpu", precision: str = "fp32", repeats: int = 3,
+              store: ResultsStore | None = None, say=print) -> pd.DataFrame:
+    """Measure every (model, horizon), store the rows and return them (one row per measurement)."""
+    device = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    for name in models:
+        get_model_class(name)  # fail on a typo before the peak is measured
+    store = store or ResultsStore()
+    env = get_env(env).name
+    peak = matmul_peak_gflops(device, precision)
+    say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
+    tables = []
+    for name in models:
+        for horizon in horizons:
+            measured = bench_model(name, env, horizon, batch=batch, profile=profile, device=device,
+                                   precision=precision, repeats=repeats)
+            rows = [("gen_time_s", horizon, measured["rollout"].seconds), ("peak_gflops", horizon, peak)]
+            for kind, m in measured.items():
+                rows += m.rows("" if kind == "rollout" else f"{kind}_", horizon, peak)
+            cell = Cell(name, env, bench_dataset(precision), "untrained", profile, horizon, seed=0)
+            table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+                n_trajectories=batch, **provenance(device))
+            store.write(cell, table)
+            tables.append(table.assign(model=name, horizon=horizon))
+            line = f"{name:>22} h={horizon:<4} rollout {measured['rollout'].seconds:8.4f} s " \
+                   f"{measured['rollout'].gflops:7.1f} GFLOP/s ({measured['rollout'].gflops / peak:.0%} of peak)"
+            if "denoiser" in measured:
+                line += f" | denoiser pass {measured['denoiser'].gflops:.1f} GFLOP/s ({measured['denoiser'].gflops / peak:.0%})"
+            say(line)
+    return pd.concat(tables, ignore_index=True)
+
+
+def ratio_rows(table: pd.DataFrame, slow: str = "ar-diffusion", fast: str = "polygrad") -> dict[int, float]:
+    """Generation time of `slow` over `fast` per horizon measured for both."""
+    times = table[table["metric"] == "gen_time_s"].pivot_table(index="horizon", columns="model", values="value")
+    if slow not in times or fast not in times:
+        return {}
+    return {int(h): float(r) for h, r in (times[slow] / times[fast]).dropna().items()}
+
+
+def matched(profile: str, a: str = "ar-diffusion", b: str = "polygrad") -> bool:
+    """Whether two diffusion models share denoiser width and diffusion steps in a profile."""
+    ca = model_config(get_model_class(a), profile, 10)
+    cb = model_config(get_model_class(b), profile, 10)
+    return (ca.width, ca.diffusion_steps, ca.blocks) == (cb.width, cb.diffusion_steps, cb.blocks)
+
