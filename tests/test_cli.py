@@ -40,6 +40,9 @@ def test_evaluate_end_to_end_then_resume(hopper_dataset):
     assert (table["dataset"] == hopper_dataset).all() and (table["n_trajectories"] == 16).all()
     for column in ("git_commit", "versions", "device", "created"):
         assert table[column].notna().all()
+    stages = table[table["metric"].str.startswith("wall_")].set_index("metric")["value"]
+    assert set(stages.index) == {f"wall_{s}_s" for s in ("data", "model", "rollout", "oracle", "metrics")}
+    assert (stages > 0).all()
     mse = per_step[per_step["metric"] == "mse"].sort_values("step")["value"].to_numpy()
     assert (mse > 0).all() and mse[-1] > mse[0], "open-loop error grows with the horizon"
 

@@ -57,6 +57,30 @@ def test_split_is_by_episode_and_deterministic(hopper_dataset):
     assert set(np.round(held.episode_returns(), 4)) <= set(np.round(offline.episode_returns(), 4))
 
 
+def test_flat_copy_loads_the_same_data_and_follows_the_dataset(hopper_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    source = data.dataset_dir(hopper_dataset)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    shutil.copytree(source, tmp_path / hopper_dataset)
+    shutil.rmtree(tmp_path / hopper_dataset / "wmbench", ignore_errors=True)
+    first = data.load_dataset(hopper_dataset)
+    (flat,) = (tmp_path / hopper_dataset / "wmbench").glob("flat-*.npz")
+    second = data.load_dataset(hopper_dataset)
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "episode_starts", "qpos", "qvel"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+    assert (second.env, second.exact_states, second.dataset_id) == (first.env, first.exact_states, hopper_dataset)
+
+    flat.write_bytes(b"damaged")  # a damaged copy is rebuilt, not trusted
+    np.testing.assert_array_equal(data.load_dataset(hopper_dataset).actions, first.actions)
+    assert flat.read_bytes()[:2] == b"PK"
+
+    remade = tmp_path / hopper_dataset / "data" / "main_data.hdf5"
+    remade.write_bytes(b"not an hdf5 file")  # the dataset changed: the old flat copy must not answer
+    with pytest.raises(DatasetError, match="corrupt or unreadable"):
+        data.load_dataset(hopper_dataset)
+
+
 def test_missing_dataset_says_how_to_get_it(workspace):
     with pytest.raises(DatasetError, match=r"wmbench data make halfcheetah.*minari download mujoco/halfcheetah/medium-v0"):
         data.load_dataset("mujoco/halfcheetah/medium-v0")

@@ -8,6 +8,9 @@ folder sits `wmbench_card.json`, the dataset card (behaviour policy, steps, seed
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -23,7 +26,7 @@ from tqdm.auto import tqdm
 
 from wmbench.envs import EnvSpec, get_env
 from wmbench.errors import DatasetError
-from wmbench.paths import datasets_root
+from wmbench.paths import atomic_write_bytes, datasets_root
 from wmbench.provenance import git_commit, package_versions
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub unless a user asks to
@@ -284,11 +287,39 @@ _warned_clip: set[str] = set()
 
 
 def load_dataset(dataset_id: str) -> OfflineData:
-    """Load a local Minari dataset as `OfflineData` (never downloads)."""
-    from minari.dataset.minari_dataset import MinariDataset
+    """Load a local Minari dataset as `OfflineData` (never downloads).
 
+    The first load also writes the flat arrays beside the dataset (`wmbench/flat-KEY.npz`, KEY from
+    the size and mtime of its data files): Minari reads one HDF5 group per episode, seconds for
+    thousands of short episodes, and the flat copy loads in milliseconds. A remade dataset gets a
+    new key; a damaged copy is rebuilt."""
     if not dataset_exists(dataset_id):
         raise DatasetError(missing_dataset_message(dataset_id))
+    folder = dataset_dir(dataset_id)
+    key = hashlib.sha1(repr(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                   for f in (folder / "data").iterdir())).encode()).hexdigest()[:12]
+    flat = folder / "wmbench" / f"flat-{key}.npz"
+    if flat.is_file():
+        try:
+            with np.load(flat, allow_pickle=False) as arrays:
+                fields = {name: arrays[name] for name in arrays.files}
+            return OfflineData(dataset_id=dataset_id, env=str(fields.pop("env")),
+                               exact_states=bool(fields.pop("exact_states")), **fields)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # rebuilt below
+    data = _read_minari(dataset_id)
+    buffer = io.BytesIO()
+    arrays = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name != "dataset_id"}
+    np.savez(buffer, **arrays)
+    for stale in flat.parent.glob("flat-*.npz"):
+        stale.unlink(missing_ok=True)
+    atomic_write_bytes(flat, buffer.getvalue())
+    return data
+
+
+def _read_minari(dataset_id: str) -> OfflineData:
+    from minari.dataset.minari_dataset import MinariDataset
+
     data_path = dataset_dir(dataset_id) / "data"
     try:
         dataset = MinariDataset(data_path)

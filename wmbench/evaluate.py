@@ -31,7 +31,7 @@ from wmbench.paths import checkpoints_root
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import Cell, ResultsStore
-from wmbench.timing import timed
+from wmbench.timing import Stopwatch, timed
 
 SPLIT_SEED = 0  # one train/held-out split per dataset, shared by every model and seed
 HELD_OUT_FRACTION = 0.1
@@ -182,32 +182,38 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
         say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
         return store.read_cell(cell)
 
-    env = get_env(cell.env)
-    train, held_out, policy = prepare_inputs(cell.env, cell.dataset, cell.profile, make_missing, progress, say)
-    policy = policy.to(device)
-    model = load_or_fit_model(model_cls, cell, train, device, progress, say)
-    if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(request.seed), progress=progress):
-        say(f"adapted {request.model} to the evaluation policy; saving")
-        model.save(checkpoint_path(model_cls, cell))
+    env, watch = get_env(cell.env), Stopwatch(device)
+    with watch("data"):  # dataset and policy, made or loaded
+        train, held_out, policy = prepare_inputs(cell.env, cell.dataset, cell.profile, make_missing, progress, say)
+        policy = policy.to(device)
+    with watch("model"):  # trained or loaded, then adapted to the policy
+        model = load_or_fit_model(model_cls, cell, train, device, progress, say)
+        if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(request.seed), progress=progress):
+            say(f"adapted {request.model} to the evaluation policy; saving")
+            model.save(checkpoint_path(model_cls, cell))
 
-    starts = held_out.start_states(eval_config.n_trajectories, np.random.default_rng(request.seed))
-    init_obs = torch.as_tensor(held_out.observations[starts], device=device)
-    n_warm = min(eval_config.warmup_trajectories, len(starts))
-    model.rollout(init_obs[:n_warm], policy, request.horizon,
-                  generator=torch.Generator(device).manual_seed(request.seed + 1))
-    say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
-    traj, gen_time = timed(
-        lambda: model.rollout(init_obs, policy, request.horizon,
-                              generator=torch.Generator(device).manual_seed(request.seed)),
-        device,
-    )
-    traj.validate(len(starts), request.horizon, env.obs_dim, env.act_dim)
-    replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())
+    with watch("rollout"):
+        starts = held_out.start_states(eval_config.n_trajectories, np.random.default_rng(request.seed))
+        init_obs = torch.as_tensor(held_out.observations[starts], device=device)
+        n_warm = min(eval_config.warmup_trajectories, len(starts))
+        model.rollout(init_obs[:n_warm], policy, request.horizon,
+                      generator=torch.Generator(device).manual_seed(request.seed + 1))
+        say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
+        traj, gen_time = timed(
+            lambda: model.rollout(init_obs, policy, request.horizon,
+                                  generator=torch.Generator(device).manual_seed(request.seed)),
+            device,
+        )
+        traj.validate(len(starts), request.horizon, env.obs_dim, env.act_dim)
+    with watch("oracle"):
+        replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())
 
-    rows = metric_rows(traj, replay, obs_std=train.observations.std(axis=0))
-    rows += calibration_rows(policy.standardise(traj.observations[:, :-1], traj.actions).cpu().numpy())
-    rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
+    with watch("metrics"):
+        rows = metric_rows(traj, replay, obs_std=train.observations.std(axis=0))
+        rows += calibration_rows(policy.standardise(traj.observations[:, :-1], traj.actions).cpu().numpy())
+        rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
+    rows += [(f"wall_{stage}_s", 0, seconds) for stage, seconds in watch.seconds.items()]
     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
         n_trajectories=len(starts), **provenance(device)
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
@@ -22,3 +23,20 @@ def timed(fn: Callable[[], T], device: torch.device | str = "cpu") -> tuple[T, f
     result = fn()
     synchronise(device)
     return result, time.perf_counter() - start
+
+
+class Stopwatch:
+    """Wall-clock seconds per named stage: `with watch("oracle"): ...` (repeated stages add up)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device, self.seconds = device, {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        synchronise(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronise(self.device)
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
