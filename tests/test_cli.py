@@ -98,7 +98,7 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     for run in ("a", "b"):  # separate caches: both runs train from scratch
         monkeypatch.setenv("WMBENCH_CACHE", str(tmp_path / run))
         tables.append(evaluate(request, store=ResultsStore(tmp_path / f"results-{run}"), progress=False, say=lambda m: None))
-    deterministic = lambda t: t[~t["metric"].isin(["gen_time_s", "fit_time_s"])].reset_index(drop=True)  # noqa: E731
+    deterministic = lambda t: t[~t["metric"].str.endswith("_s")].reset_index(drop=True)  # noqa: E731 (timings)
     pd.testing.assert_series_equal(deterministic(tables[0])["value"], deterministic(tables[1])["value"])
     other = evaluate(EvalRequest(**{**request.__dict__, "seed": 8}), store=ResultsStore(tmp_path / "c"),
                      progress=False, say=lambda m: None)
@@ -114,6 +114,9 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--dataset", "mujoco/hopper/medium-v0"], "minari download mujoco/hopper/medium-v0"),
     (["--env", "walker2d", "--no-make"], "wmbench data make walker2d"),
+    (["--policy", "ppo"], "unknown policy 'ppo'; choose one of: bc, behaviour"),
+    (["--policy", "behaviour"], "has no SAC behaviour policy"),
+    (["--policy", "behaviour", "--policy-std", "0"], "--policy-std must be positive"),
 ])
 def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, args, expected):
     code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", *args)
@@ -158,6 +161,15 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     assert '"steps": 120' in out and '"behaviour_policy": "random"' in out and '"seed": 3' in out
     code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "0")
     assert code == 2 and "--steps must be positive" in err
+    code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--policy", "ppo")
+    assert code == 2 and "unknown behaviour policy 'ppo'; choose one of: random, sac" in err
+
+    code, out, _ = run_main(monkeypatch, capsys, "data", "make", "walker2d", "--policy", "sac", "--steps", "300",
+                            "--final-episodes", "1")
+    assert code == 0 and "wmbench/walker2d/sac-replay-v0" in out and "300 steps" in out
+    assert "wmbench/walker2d/sac-final-v0" in out and "1 episodes" in out
+    code, out, _ = run_main(monkeypatch, capsys, "data", "show", "wmbench/walker2d/sac-final-v0")
+    assert '"behaviour_policy": "sac-final"' in out and '"episodes": 1' in out
 
 
 @pytest.mark.parametrize("args, expected", [

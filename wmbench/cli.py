@@ -38,7 +38,12 @@ def evaluate(
     profile: str = typer.Option("quick", help="Config profile: smoke (seconds), quick (minutes on a CPU), paper (GPU)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories to generate [default: the profile's]."),
-    dataset: Optional[str] = typer.Option(None, help="Minari dataset id [default: wmbench/ENV/random-v0]."),
+    dataset: Optional[str] = typer.Option(
+        None, help="Minari dataset id [default: wmbench/ENV/sac-replay-v0 if made, else wmbench/ENV/random-v0]."),
+    policy: str = typer.Option("bc", help="Evaluation policy: bc (behaviour cloning on the dataset) or behaviour "
+                                          "(the SAC policy that made the dataset, with a fixed std)."),
+    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy [default: 0.2]: the policy-"
+                                                          "entropy axis (the paper: guidance breaks down below 0.1)."),
     no_make: bool = typer.Option(False, "--no-make", help="Fail instead of making a missing default dataset."),
     force: bool = typer.Option(False, "--force", help="Recompute a cell that is already in the results store."),
 ) -> None:
@@ -47,11 +52,12 @@ def evaluate(
     from wmbench.evaluate import EvalRequest, summary
     from wmbench.evaluate import evaluate as run
 
-    request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile,
-                          dataset=dataset, n_trajectories=n_trajectories, device=device)
+    request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, dataset=dataset,
+                          n_trajectories=n_trajectories, device=device, policy=policy,
+                          **({} if policy_std is None else {"policy_std": policy_std}))
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]
-    title = (f"{first['model']} on {first['dataset']} | h = {first['horizon']} | seed {first['seed']} | "
+    title = (f"{first['model']} on {first['dataset']} | policy {first['policy']} | h = {first['horizon']} | seed {first['seed']} | "
              f"{first['profile']} | {int(first['n_trajectories'])} trajectories")
     console.print(title, highlight=False, soft_wrap=True)
     rich_table = Table()
@@ -88,6 +94,8 @@ def sweep(
     workers: int = typer.Option(1, help="Parallel worker processes (each gets cores / workers threads)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell [default: the profile's]."),
+    policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
+    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy [default: 0.2]."),
 ) -> None:
     """Evaluate every (model, env, horizon, seed) cell that is not in the results store yet.
 
@@ -101,7 +109,8 @@ def sweep(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     requests = grid(_split(models, option="--models"), _split(envs, option="--envs"),
                     _split(horizons, int, "--horizons"), _split(seeds, int, "--seeds"),
-                    profile=profile, device=device, n_trajectories=n_trajectories)
+                    profile=profile, device=device, n_trajectories=n_trajectories, policy=policy,
+                    **({} if policy_std is None else {"policy_std": policy_std}))
     outcome = run_sweep(requests, workers=workers)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
                   f"{len(outcome.failed)} failed", highlight=False)
@@ -191,22 +200,36 @@ def results(
 @data_app.command("make")
 def data_make(
     env: str = typer.Argument(..., help="halfcheetah, hopper or walker2d."),
-    policy: str = typer.Option("random", help="Behaviour policy: random."),
-    steps: int = typer.Option(100_000, help="Environment steps to record."),
+    policy: str = typer.Option("random", help="Behaviour policy: random (uniform actions: random-v0) or sac (one "
+                                              "Soft Actor-Critic run: sac-replay-v0 and sac-final-v0)."),
+    steps: Optional[int] = typer.Option(None, help="Environment steps [default: 100000 random; 75000 SAC, about "
+                                                   "15 minutes on 2 CPU cores; the paper: 1000000]."),
+    final_episodes: int = typer.Option(20, help="SAC: episodes of the final policy in sac-final-v0."),
     seed: int = typer.Option(0, help="Seed of the env resets and the behaviour policy."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
 ) -> None:
-    """Record a Minari dataset wmbench/ENV/POLICY-v0 with the simulator state of every observation."""
+    """Record Minari datasets wmbench/ENV/... with the simulator state of every observation."""
     from wmbench import data
     from wmbench.envs import get_env
     from wmbench.errors import UsageError
 
-    if steps < 1:
+    if policy not in ("random", "sac"):
+        raise UsageError(f"unknown behaviour policy {policy!r}; choose one of: random, sac")
+    if steps is not None and steps < 1:
         raise UsageError(f"--steps must be positive, got {steps}")
-    if policy != "random":
-        raise UsageError(f"unknown behaviour policy {policy!r}; choose one of: random")
-    dataset_id = data.make_random_dataset(get_env(env), steps, seed=seed, overwrite=overwrite)
-    console.print(f"wrote {dataset_id} to {data.dataset_dir(dataset_id)}")
+    spec = get_env(env)
+    if policy == "random":
+        made = [data.make_random_dataset(spec, steps or 100_000, seed=seed, overwrite=overwrite)]
+    else:
+        from wmbench.sac import DEFAULT_STEPS, make_sac_datasets
+
+        made = make_sac_datasets(spec, steps or DEFAULT_STEPS, seed=seed, final_episodes=final_episodes,
+                                 overwrite=overwrite)
+    for dataset_id in made:
+        card = data.read_card(dataset_id)
+        console.print(f"wrote {dataset_id} to {data.dataset_dir(dataset_id)}: {card['steps']} steps, "
+                      f"{card['episodes']} episodes, return mean {card['return_mean']:.1f} "
+                      f"(min {card['return_min']:.1f}, max {card['return_max']:.1f})", highlight=False, soft_wrap=True)
 
 
 @data_app.command("list")

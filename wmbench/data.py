@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from wmbench.envs import EnvSpec, get_env
 from wmbench.errors import DatasetError
 from wmbench.paths import atomic_write_bytes, datasets_root
-from wmbench.provenance import git_commit, package_versions
+from wmbench.provenance import git_commit, package_version, package_versions
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub unless a user asks to
 
@@ -166,14 +166,19 @@ ActionFn = Callable[[np.ndarray], np.ndarray]
 
 
 def collect_episodes(
-    env: EnvSpec, act: ActionFn, steps: int, seed: int, progress: bool = True
+    env: EnvSpec, act: ActionFn, steps: int, seed: int, progress: bool = True, max_episodes: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Run `act` in the env for `steps` steps; episodes carry the simulator state of every obs."""
+    """Run `act` in the env for `steps` steps (or until `max_episodes` have ended); episodes carry
+    the simulator state of every obs."""
     gym_env = env.make()
     data = gym_env.unwrapped.data
     episodes, episode, obs = [], None, None
-    bar = tqdm(total=steps, desc=f"collect {env.name}", unit="step", disable=not progress, leave=False)
+    total = steps if max_episodes is None else max_episodes
+    bar = tqdm(total=total, desc=f"collect {env.name}", unit="step" if max_episodes is None else "episode",
+               disable=not progress, leave=False)
     for step in range(steps):
+        if max_episodes is not None and len(episodes) == max_episodes:
+            break
         if episode is None:
             obs, _ = gym_env.reset(seed=seed + len(episodes))
             episode = {k: [] for k in ("observations", "actions", "rewards", "terminations", "truncations", "qpos", "qvel")}
@@ -188,7 +193,8 @@ def collect_episodes(
         if terminated or truncated:
             episodes.append({k: np.asarray(v) for k, v in episode.items()})
             episode = None
-        bar.update()
+            bar.update(max_episodes is not None)
+        bar.update(max_episodes is None)
     bar.close()
     return episodes
 
@@ -244,7 +250,7 @@ def make_card(env: EnvSpec, policy: str, steps: int, seed: int, episodes: list[d
         "env": env.name, "gym_id": env.gym_id, "behaviour_policy": policy, "steps": int(steps),
         "episodes": len(episodes), "seed": int(seed),
         "return_mean": float(returns.mean()), "return_min": float(returns.min()),
-        "return_max": float(returns.max()), "wmbench_commit": git_commit(),
+        "return_max": float(returns.max()), "wmbench_version": package_version("wmbench"), "wmbench_commit": git_commit(),
         "versions": package_versions(), **extra,
     }
 
@@ -281,6 +287,16 @@ def read_card(dataset_id: str) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError) as err:
         raise DatasetError(f"dataset card {path} is unreadable ({err}); remake the dataset") from err
+
+
+CARD_COLUMNS = ("behaviour_policy", "steps", "episodes", "seed", "return_mean", "return_min", "return_max",
+                "wmbench_version", "wmbench_commit")
+
+
+def card_columns(dataset_id: str) -> dict[str, object]:
+    """The dataset card's facts as `dataset_*` columns of a result row (empty for a card-less dataset)."""
+    card = read_card(dataset_id)
+    return {f"dataset_{key}": card[key] for key in CARD_COLUMNS if key in card}
 
 
 _warned_clip: set[str] = set()

@@ -36,6 +36,8 @@ from wmbench.timing import Stopwatch, timed
 SPLIT_SEED = 0  # one train/held-out split per dataset, shared by every model and seed
 HELD_OUT_FRACTION = 0.1
 SUMMARY_STEPS = (1, 5, 10, 20, 50, 100, 200)
+POLICIES = ("bc", "behaviour")
+DEFAULT_POLICY_STD = 0.2  # of `behaviour`; the paper finds guidance breaks down below about 0.1
 
 
 @dataclass
@@ -62,6 +64,7 @@ class EvalRequest:
     n_trajectories: int | None = None
     device: str = "cpu"
     policy: str = "bc"
+    policy_std: float = DEFAULT_POLICY_STD
 
 
 def _say(message: str) -> None:
@@ -94,7 +97,8 @@ def ensure_dataset(dataset_id: str, profile: str, make_missing: bool, progress: 
     if not make_missing or parts[0] != "wmbench" or len(parts) != 3 or parts[2] != "random-v0":
         raise DatasetError(datasets.missing_dataset_message(dataset_id))
     config = build_config(DataConfig, profile, "data")
-    say(f"making {dataset_id} ({config.steps} random steps; a better dataset: see `wmbench data make --help`)")
+    say(f"making {dataset_id} ({config.steps} random steps); for the paper's kind of data, the replay buffer "
+        f"of an RL run, run `wmbench data make {parts[1]} --policy sac` (about 15 minutes)")
     datasets.make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
 
 
@@ -149,22 +153,36 @@ def cell_of(request: EvalRequest) -> Cell:
     get_model_class(request.model)
     if request.horizon < 1:
         raise UsageError(f"--horizon must be a positive number of steps, got {request.horizon}")
-    if request.policy != "bc":
-        raise UsageError(f"unknown policy {request.policy!r}; choose one of: bc")
-    return Cell(model=request.model, env=env.name, dataset=request.dataset or datasets.default_dataset_id(env.name),
-                policy=request.policy, profile=request.profile, horizon=request.horizon, seed=request.seed)
+    if request.policy not in POLICIES:
+        raise UsageError(f"unknown policy {request.policy!r}; choose one of: {', '.join(POLICIES)}")
+    if request.policy == "behaviour" and not request.policy_std > 0:
+        raise UsageError(f"--policy-std must be positive, got {request.policy_std}")
+    label = request.policy if request.policy == "bc" else f"behaviour-std{request.policy_std:g}"
+    return Cell(model=request.model, env=env.name, dataset=request.dataset or default_dataset(env.name),
+                policy=label, profile=request.profile, horizon=request.horizon, seed=request.seed)
 
 
-def prepare_inputs(env: str, dataset_id: str, profile: str, make_missing: bool, progress: bool,
+def default_dataset(env: str) -> str:
+    """The SAC replay buffer of the env when it has been made, else the random dataset."""
+    replay = datasets.default_dataset_id(env, "sac-replay")
+    return replay if datasets.dataset_exists(replay) else datasets.default_dataset_id(env, "random")
+
+
+def prepare_inputs(env: str, dataset_id: str, profile: str, policy: str, make_missing: bool, progress: bool,
                    say: Callable[[str], None]) -> tuple[OfflineData, OfflineData, GaussianPolicy]:
-    """The dataset (made if missing), its train/held-out split and the evaluation policy (fitted if
-    missing): everything the models of one env, dataset and profile share."""
+    """The dataset (made if missing), its train/held-out split and the evaluation policy (`bc`:
+    fitted if missing; `behaviour-stdS`: the dataset's SAC policy with std S): everything the
+    models of one env, dataset, profile and policy share."""
     ensure_dataset(dataset_id, profile, make_missing, progress, say)
     offline = datasets.load_dataset(dataset_id)
     if offline.env != env:
         raise DatasetError(f"dataset {dataset_id} was recorded in {offline.env}, not {env}")
     train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
-    return train, held_out, load_or_fit_policy(dataset_id, train, profile, progress, say)
+    if policy == "bc":
+        return train, held_out, load_or_fit_policy(dataset_id, train, profile, progress, say)
+    from wmbench.sac import behaviour_policy
+
+    return train, held_out, behaviour_policy(dataset_id, float(policy.removeprefix("behaviour-std")))
 
 
 def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_missing: bool = True,
@@ -184,7 +202,8 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
 
     env, watch = get_env(cell.env), Stopwatch(device)
     with watch("data"):  # dataset and policy, made or loaded
-        train, held_out, policy = prepare_inputs(cell.env, cell.dataset, cell.profile, make_missing, progress, say)
+        train, held_out, policy = prepare_inputs(cell.env, cell.dataset, cell.profile, cell.policy, make_missing,
+                                                 progress, say)
         policy = policy.to(device)
     with watch("model"):  # trained or loaded, then adapted to the policy
         model = load_or_fit_model(model_cls, cell, train, device, progress, say)
@@ -215,7 +234,7 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
     rows += [(f"wall_{stage}_s", 0, seconds) for stage, seconds in watch.seconds.items()]
     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
-        n_trajectories=len(starts), **provenance(device)
+        n_trajectories=len(starts), **provenance(device), **datasets.card_columns(cell.dataset)
     )
     store.write(cell, table)
     return store.read_cell(cell)

@@ -28,7 +28,7 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -38,7 +38,7 @@ def _version(package: str) -> str:
 @functools.cache
 def package_versions() -> str:
     return " ".join(
-        f"{p}={_version(p)}" for p in ("wmbench", "torch", "mujoco", "gymnasium", "minari", "numpy")
+        f"{p}={package_version(p)}" for p in ("wmbench", "torch", "mujoco", "gymnasium", "minari", "numpy")
     )
 
 

@@ -101,10 +101,10 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
         return outcome
 
     if evaluator is evaluate:  # the shared inputs, made once here rather than raced for by workers
-        shared = {(c.env, c.dataset, c.profile) for c in map(cell_of, itertools.chain(*pending.values()))}
-        for env, dataset_id, profile in sorted(shared):
-            say(f"preparing {dataset_id} and its {profile} evaluation policy")
-            prepare_inputs(env, dataset_id, profile, make_missing=True, progress=progress, say=say)
+        shared = {(c.env, c.dataset, c.profile, c.policy) for c in map(cell_of, itertools.chain(*pending.values()))}
+        for env, dataset_id, profile, policy in sorted(shared):
+            say(f"preparing {dataset_id} and its {policy} evaluation policy ({profile})")
+            prepare_inputs(env, dataset_id, profile, policy, make_missing=True, progress=progress, say=say)
 
     bar = tqdm(total=n_pending, desc="sweep", unit="cell", disable=not progress)
 
