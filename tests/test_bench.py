@@ -37,7 +37,8 @@ def test_run_bench_stores_consistent_rows(tmp_path):
     table = run_bench(["mlp-ensemble", "polygrad"], [4], env="hopper", batch=8, profile="smoke", repeats=1,
                       store=store, say=lambda m: None)
     stored = store.read()
-    assert set(stored["dataset"]) == {"bench-fp32"} and set(stored["policy"]) == {"untrained"}
+    assert set(stored["dataset"]) == {"bench"} and set(stored["policy"]) == {"untrained"}
+    assert set(stored["precision"]) == {"fp32"}
     for model in ("mlp-ensemble", "polygrad"):
         value = stored[stored["model"] == model].set_index("metric")["value"]
         assert value["transitions_per_s"] == pytest.approx(8 * 4 / value["gen_time_s"])

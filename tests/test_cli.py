@@ -6,12 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from wmbench import WorldModel, cli
 from wmbench.errors import UsageError
-from wmbench.evaluate import EvalRequest, checkpoint_path, evaluate
+from wmbench.evaluate import EvalRequest, cell_of, checkpoint_path, evaluate
 from wmbench.models.base import get_model_class
 from wmbench.results import Cell, ResultsStore
 
@@ -115,6 +116,7 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--dataset", "mujoco/hopper/medium-v0"], "minari download mujoco/hopper/medium-v0"),
     (["--env", "walker2d", "--no-make"], "wmbench data make walker2d"),
     (["--policy", "ppo"], "unknown policy 'ppo'; choose one of: bc, behaviour"),
+    (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: fp32, bf16"),
     (["--policy", "behaviour"], "has no SAC behaviour policy"),
     (["--policy", "behaviour", "--policy-std", "0"], "--policy-std must be positive"),
 ])
@@ -204,3 +206,15 @@ def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
 def test_help_explains_the_commands(monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "evaluate", "--help")
     assert code == 0 and "--horizon" in out and "smoke" in out
+
+
+def test_bf16_generation_is_a_cell_of_its_own(hopper_dataset, tmp_path):
+    store = ResultsStore(tmp_path)
+    fp32 = EvalRequest(model="polygrad", env="hopper", horizon=4, profile="smoke")
+    bf16 = EvalRequest(**{**fp32.__dict__, "precision": "bf16"})
+    tables = [evaluate(r, store=store, progress=False, say=lambda m: None) for r in (fp32, bf16)]
+    assert store.path(cell_of(bf16)).name.endswith("__h4__s0__bf16.csv")
+    assert store.path(cell_of(fp32)).name.endswith("__h4__s0.csv")
+    assert set(store.read()["precision"]) == {"fp32", "bf16"}
+    mse = [t.loc[t["metric"] == "mse", "value"].to_numpy() for t in tables]
+    assert np.isfinite(mse[1]).all() and not np.array_equal(mse[0], mse[1]), "bf16 generation differs"

@@ -43,7 +43,7 @@ def write_store(root, profile="quick") -> ResultsStore:
 def test_every_figure_and_table_is_written(tmp_path):
     store = write_store(tmp_path / "results")
     bench = pd.DataFrame({"metric": ["gen_time_s", "peak_fraction"], "step": [10, 10], "value": [0.25, 0.4]})
-    store.write(Cell("polygrad", "hopper", "bench-fp32", "untrained", "quick", 10, 0),
+    store.write(Cell("polygrad", "hopper", "bench", "untrained", "quick", 10, 0),
                 bench.assign(n_trajectories=256, device="test cpu"))
     written = write_report(store, tmp_path / "out")
     for name in FIGURES:

@@ -7,7 +7,7 @@ FLOPs of one rollout counted by `torch.utils.flop_counter.FlopCounterMode` (matm
 and attention: the work that can run at the peak), the GFLOP/s that achieves and its fraction of a
 dense square matmul's GFLOP/s measured in the same run. Diffusion models also get the same numbers
 for one denoiser pass at the rollout's batch, captured from the rollout itself. Rows go to the
-results store under the dataset `bench-<precision>`, outside the evaluation figures.
+results store under the dataset `bench`, outside the evaluation figures.
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from wmbench.config import build_config
 from wmbench.envs import get_env
 from wmbench.errors import UsageError
-from wmbench.evaluate import model_config, resolve_device
+from wmbench.evaluate import PRECISIONS, model_config, resolve_device
 from wmbench.models.base import WorldModel, get_model_class
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
-from wmbench.results import BENCH_PREFIX, Cell, ResultsStore
+from wmbench.results import BENCH_DATASET, Cell, ResultsStore
 from wmbench.timing import timed
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def bench_dataset(precision: str) -> str:
-    return f"{BENCH_PREFIX}{precision}"
 
 
 def matmul_peak_gflops(device: str = "cpu", precision: str = "fp32", n: int = 2048, repeats: int = 5) -> float:
@@ -140,7 +135,7 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
             rows = [("gen_time_s", horizon, measured["rollout"].seconds), ("peak_gflops", horizon, peak)]
             for kind, m in measured.items():
                 rows += m.rows("" if kind == "rollout" else f"{kind}_", horizon, peak)
-            cell = Cell(name, env, bench_dataset(precision), "untrained", profile, horizon, seed=0)
+            cell = Cell(name, env, BENCH_DATASET, "untrained", profile, horizon, seed=0, precision=precision)
             table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
                 n_trajectories=batch, **provenance(device))
             store.write(cell, table)

@@ -44,6 +44,7 @@ def evaluate(
                                           "(the SAC policy that made the dataset, with a fixed std)."),
     policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy [default: 0.2]: the policy-"
                                                           "entropy axis (the paper: guidance breaks down below 0.1)."),
+    precision: str = typer.Option("fp32", help="Generation precision: fp32, or bf16 (autocast; its own cell)."),
     no_make: bool = typer.Option(False, "--no-make", help="Fail instead of making a missing default dataset."),
     force: bool = typer.Option(False, "--force", help="Recompute a cell that is already in the results store."),
 ) -> None:
@@ -53,7 +54,7 @@ def evaluate(
     from wmbench.evaluate import evaluate as run
 
     request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, dataset=dataset,
-                          n_trajectories=n_trajectories, device=device, policy=policy,
+                          n_trajectories=n_trajectories, device=device, policy=policy, precision=precision,
                           **({} if policy_std is None else {"policy_std": policy_std}))
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]

@@ -37,6 +37,7 @@ SPLIT_SEED = 0  # one train/held-out split per dataset, shared by every model an
 HELD_OUT_FRACTION = 0.1
 SUMMARY_STEPS = (1, 5, 10, 20, 50, 100, 200)
 POLICIES = ("bc", "behaviour")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # of generation (autocast)
 DEFAULT_POLICY_STD = 0.2  # of `behaviour`; the paper finds guidance breaks down below about 0.1
 
 
@@ -65,6 +66,7 @@ class EvalRequest:
     device: str = "cpu"
     policy: str = "bc"
     policy_std: float = DEFAULT_POLICY_STD
+    precision: str = "fp32"
 
 
 def _say(message: str) -> None:
@@ -157,9 +159,12 @@ def cell_of(request: EvalRequest) -> Cell:
         raise UsageError(f"unknown policy {request.policy!r}; choose one of: {', '.join(POLICIES)}")
     if request.policy == "behaviour" and not request.policy_std > 0:
         raise UsageError(f"--policy-std must be positive, got {request.policy_std}")
+    if request.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {request.precision!r}; choose one of: {', '.join(PRECISIONS)}")
     label = request.policy if request.policy == "bc" else f"behaviour-std{request.policy_std:g}"
     return Cell(model=request.model, env=env.name, dataset=request.dataset or default_dataset(env.name),
-                policy=label, profile=request.profile, horizon=request.horizon, seed=request.seed)
+                policy=label, profile=request.profile, horizon=request.horizon, seed=request.seed,
+                precision=request.precision)
 
 
 def default_dataset(env: str) -> str:
@@ -211,7 +216,9 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
             say(f"adapted {request.model} to the evaluation policy; saving")
             model.save(checkpoint_path(model_cls, cell))
 
-    with watch("rollout"):
+    autocast = torch.autocast(torch.device(device).type, dtype=PRECISIONS[cell.precision],
+                              enabled=cell.precision != "fp32")
+    with watch("rollout"), autocast:
         starts = held_out.start_states(eval_config.n_trajectories, np.random.default_rng(request.seed))
         init_obs = torch.as_tensor(held_out.observations[starts], device=device)
         n_warm = min(eval_config.warmup_trajectories, len(starts))
@@ -223,6 +230,7 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
                                   generator=torch.Generator(device).manual_seed(request.seed)),
             device,
         )
+        traj = traj.float()  # autocast may hand back bf16 tensors
         traj.validate(len(starts), request.horizon, env.obs_dim, env.act_dim)
     with watch("oracle"):
         replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())

@@ -2,8 +2,8 @@
 
 Seeds are the unit of replication: every number is a mean over seeds with a 95% percentile
 bootstrap interval that resamples seeds. Each figure draws whatever models the store holds, and a
-model has the same colour in every figure. A panel is one env (with the dataset or policy added to
-its name when the store holds several for that env).
+model has the same colour in every figure. A panel is one env (with the dataset, policy or precision
+added to its name when the store holds several for that env).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 from wmbench.errors import UsageError  # noqa: E402
 from wmbench.metrics import HIST_EDGES  # noqa: E402
 from wmbench.paths import atomic_write_bytes  # noqa: E402
-from wmbench.results import BENCH_PREFIX, ResultsStore, markdown_table  # noqa: E402
+from wmbench.results import BENCH_DATASET, ResultsStore, markdown_table  # noqa: E402
 
 MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "transformer", "mlp-ensemble")
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
@@ -84,7 +84,7 @@ class Selection:
         if profile not in profiles:
             raise UsageError(f"no results of profile {profile!r} in the store; it has: {', '.join(profiles)}")
         rows = table[table["profile"] == profile].copy()
-        varies = [c for c in ("dataset", "policy") if rows.groupby("env")[c].nunique().max() > 1]
+        varies = [c for c in ("dataset", "policy", "precision") if rows.groupby("env")[c].nunique().max() > 1]
         rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
         return cls(rows, profile)
 
@@ -278,7 +278,6 @@ def bench_table(rows: pd.DataFrame) -> pd.DataFrame:
                "peak_gflops": "matmul peak (GFLOP/s)"}
     if rows.empty:
         return pd.DataFrame()
-    rows = rows.assign(precision=rows["dataset"].str.removeprefix(BENCH_PREFIX))
     wide = rows.pivot_table(index=["model", "precision", "env", "horizon", "device"], columns="metric",
                             values="value", aggfunc="last").reset_index()
     wide = wide[[c for c in ["model", "precision", "env", "horizon", "device", *columns] if c in wide]]
@@ -310,7 +309,7 @@ def provenance_table(sel: Selection) -> pd.DataFrame:
 def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
     """Every figure and table, and `README.md` that shows them; returns the files written."""
     table = results.read()
-    is_bench = table["dataset"].astype(str).str.startswith(BENCH_PREFIX)
+    is_bench = table["dataset"] == BENCH_DATASET
     sel = Selection.from_store(table[~is_bench], profile)
     out = Path(out)
     colours = model_colours(sel.models)

@@ -16,8 +16,8 @@ import pandas as pd
 
 from wmbench.paths import atomic_write_bytes, results_root
 
-BENCH_PREFIX = "bench-"  # the dataset of `wmbench bench` rows: untrained models, timings only
-ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "metric", "step", "value"]
+BENCH_DATASET = "bench"  # the dataset of `wmbench bench` rows: untrained models, timings only
+ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "metric", "step", "value"]
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,13 @@ class Cell:
     profile: str
     horizon: int
     seed: int
+    precision: str = "fp32"  # of generation: fp32, or bf16 autocast
 
     def relative_path(self) -> Path:
         dataset = self.dataset.replace("/", ".")
-        return Path(self.env, self.model, f"{dataset}__{self.policy}__{self.profile}__h{self.horizon}__s{self.seed}.csv")
+        precision = "" if self.precision == "fp32" else f"__{self.precision}"
+        return Path(self.env, self.model,
+                    f"{dataset}__{self.policy}__{self.profile}__h{self.horizon}__s{self.seed}{precision}.csv")
 
 
 class ResultsStore:
@@ -74,6 +77,7 @@ class ResultsStore:
         if not frames:
             return pd.DataFrame(columns=ROW_COLUMNS)
         table = pd.concat(frames, ignore_index=True)
+        table["precision"] = table["precision"].fillna("fp32") if "precision" in table else "fp32"
         for column, wanted in filters.items():
             if wanted is None:
                 continue

@@ -54,6 +54,10 @@ class Trajectories:
     def horizon(self) -> int:
         return self.actions.shape[1]
 
+    def float(self) -> Trajectories:
+        """The same trajectories with float32 observations, actions and rewards."""
+        return Trajectories(self.observations.float(), self.actions.float(), self.rewards.float(), self.terminals)
+
     def validate(self, batch: int, horizon: int, obs_dim: int, act_dim: int) -> None:
         """Raise `ValueError` unless shapes and dtypes are those of the contract."""
         expected = {
