@@ -96,3 +96,18 @@ def test_transformer_prediction_depends_only_on_its_context():
     # The causal mask: a prefix's prediction ignores later steps.
     prefix = model._predict(obs[:, :5], act[:, :5])
     torch.testing.assert_close(model._predict(obs, act)[:, :5], prefix, atol=1e-5, rtol=0)
+
+
+def test_transformer_kv_cache_rollout_equals_the_full_window_rollout():
+    """The cached rollout (one new token per step while the window grows) is the uncached one, on
+    both sides of the window filling up (step 15)."""
+    from wmbench.models.base import AutoregressiveWorldModel
+
+    torch.manual_seed(0)
+    model = TransformerWorldModel(3, 2, TransformerConfig(**TINY_TRANSFORMER)).eval()
+    policy, init = simple_policy(3, 2), torch.randn(8, 3)
+    cached = model.rollout(init, policy, 20, generator=torch.Generator().manual_seed(0))
+    full = AutoregressiveWorldModel.rollout(model, init, policy, 20, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(cached.observations, full.observations, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cached.rewards, full.rewards, atol=1e-5, rtol=1e-5)
+    assert model._caches is None, "the cache lives only during a rollout"

@@ -51,6 +51,7 @@ class TransformerWorldModel(AutoregressiveWorldModel):
         self.obs_norm = Normaliser.identity(obs_dim)
         self.act_norm = Normaliser.identity(act_dim)
         self.target_norm = Normaliser.identity(self.target_dim)
+        self._caches: list[list[torch.Tensor]] | None = None  # per block, during a rollout only
 
     def _predict(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Raw `obs [B, T, obs]`, `act [B, T, act]` (T <= 15) -> z-scored targets `[B, T, obs + 2]`."""
@@ -85,6 +86,24 @@ class TransformerWorldModel(AutoregressiveWorldModel):
         self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=final, extra={"windows": len(index)})
         return self.fit_report
 
+    def rollout(self, init_obs, policy, horizon, *, generator):
+        """The shared rollout, with a key-value cache while the context window still grows.
+
+        Positions are learned per window slot, so once the window slides every token moves to a new
+        slot and all keys and values change: from step 15 on, each step runs the whole window."""
+        self._caches = [[] for _ in self.net.blocks]
+        try:
+            return super().rollout(init_obs, policy, horizon, generator=generator)
+        finally:
+            self._caches = None
+
     def step(self, obs_hist, act_hist, *, generator):
-        target = self.target_norm.unnormalise(self._predict(obs_hist, act_hist)[:, -1])
+        tokens, caches = obs_hist.shape[1], self._caches
+        cached = caches[0][0].shape[2] if caches and caches[0] else 0
+        if caches is not None and cached == tokens - 1:  # the window grew by one step: run only that token
+            out = self.net(self.obs_norm.normalise(obs_hist[:, -1:]), self.act_norm.normalise(act_hist[:, -1:]),
+                           caches=caches, start=tokens - 1)
+        else:
+            out = self._predict(obs_hist, act_hist)
+        target = self.target_norm.unnormalise(out[:, -1])
         return obs_hist[:, -1] + target[:, : self.obs_dim], target[:, self.obs_dim], target[:, self.obs_dim + 1] > 0.5

@@ -73,10 +73,19 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`cache` (a list, filled here with this block's keys and values) lets a later call pass
+        only the next token: it then attends to the cached tokens and itself."""
         batch, tokens, dim = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, tokens, 3, self.heads, dim // self.heads).unbind(2)
-        attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        qkv = self.qkv(self.norm1(x)).view(batch, tokens, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [batch, heads, tokens, head dim]
+        if cache:
+            if tokens != 1:
+                raise ValueError("with a cache, pass one new token at a time")
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        if cache is not None:
+            cache[:] = [k, v]
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=k.shape[2] == tokens)
         x = x + self.proj(attn.transpose(1, 2).reshape(batch, tokens, dim))
         return x + self.mlp(self.norm2(x))
 
@@ -95,11 +104,13 @@ class TransformerDenoiser(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
         self.out = nn.Linear(dim, out_dim or transition_dim)
 
-    def forward(self, x: torch.Tensor, act: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, act: torch.Tensor, t: torch.Tensor | None = None,
+                caches: list[list[torch.Tensor]] | None = None, start: int = 0) -> torch.Tensor:
+        """Tokens `start .. start + T - 1`; `caches` (one list per block) hold the earlier ones."""
         tokens = x.shape[1]
-        h = self.embed(torch.cat([x, act], dim=-1)) + self.positions[:tokens]
+        h = self.embed(torch.cat([x, act], dim=-1)) + self.positions[start : start + tokens]
         if t is not None:
             h = h + sinusoidal_embedding(t, self.dim)[:, None]
-        for block in self.blocks:
-            h = block(h)
+        for i, block in enumerate(self.blocks):
+            h = block(h, None if caches is None else caches[i])
         return self.out(h)
