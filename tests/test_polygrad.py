@@ -153,6 +153,18 @@ def test_delta_tuning_moves_the_right_way(start_delta, direction):
     assert np.all(np.sign(np.diff([start_delta, *history])) == direction)
 
 
+def test_tuning_stays_finite_for_a_nearly_deterministic_policy():
+    """With std 0.02 the initial delta (0.005) already overshoots the mean 12-fold; unbounded, the
+    rule would push delta to inf. It stays at most std^2 and the trajectories stay finite."""
+    system, policy = constant_state_system(), simple_policy(3, 2, std=0.02)
+    model = exact_model(system, delta_init=0.005, delta_lr=0.3)
+    init = init_obs(system, n=128)
+    history = model.tune_delta(policy, init, iterations=10, generator=torch.Generator().manual_seed(0), progress=False)
+    assert np.isfinite(history).all() and max(history) <= 0.02 ** 2 * (1 + 1e-5)
+    traj = model.rollout(init, policy, model.config.horizon, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(traj.observations).all() and torch.isfinite(traj.actions).all()
+
+
 def test_prepare_tunes_once_per_policy_and_the_checkpoint_keeps_delta(tmp_path):
     system = LinearSystem.random(seed=4)
     model = PolyGRAD(3, 2, PolyGRADConfig(**TINY))

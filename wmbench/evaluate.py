@@ -232,6 +232,10 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
         )
         traj = traj.float()  # autocast may hand back bf16 tensors
         traj.validate(len(starts), request.horizon, env.obs_dim, env.act_dim)
+        diverged = int((~torch.isfinite(traj.observations).all(dim=(1, 2))).sum())
+        if diverged:
+            say(f"warning: {diverged} of {len(starts)} trajectories from {request.model} hold non-finite states; "
+                "their errors are NaN")
     with watch("oracle"):
         replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())
 
@@ -273,5 +277,6 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     horizon = int(table["horizon"].iloc[0])
     steps = sorted({s for s in SUMMARY_STEPS if s <= horizon} | {horizon})
     per_step = table[table["metric"].isin(["mse", "mse_norm", "reward_mse", "term_disagree"])]
-    wide = per_step[per_step["step"].isin(steps)].pivot_table(index="step", columns="metric", values="value")
+    wide = per_step[per_step["step"].isin(steps)].pivot_table(index="step", columns="metric", values="value",
+                                                               dropna=False)  # NaN: a model that diverged
     return wide.reset_index()[["step", "mse", "mse_norm", "reward_mse", "term_disagree"]]

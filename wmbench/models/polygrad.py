@@ -220,14 +220,20 @@ class PolyGRAD(WorldModel):
 
     def tune_delta(self, policy: GaussianPolicy, start_obs: torch.Tensor, iterations: int,
                    generator: torch.Generator, progress: bool = True) -> list[float]:
-        """`log delta += lr * (std(z) - 1)` once per imagined batch; returns the delta history."""
+        """`log delta += lr * (std(z) - 1)` once per imagined batch; returns the delta history.
+
+        Delta is kept at most the smallest policy variance: a larger one moves a guided action past
+        the policy mean, where the rule's sign inverts and tuning runs away (to inf with a nearly
+        deterministic policy). Below that ceiling the paper's rule is unchanged."""
         c = self.config
         for _ in trange(iterations, desc=f"tune {self.name} delta", disable=not progress, leave=False):
             pick = torch.randint(0, len(start_obs), (c.tune_batch_size,), generator=generator)
-            traj = self.rollout(start_obs[pick.to(start_obs.device)], policy, c.horizon, generator=generator)
+            obs = start_obs[pick.to(start_obs.device)]
+            ceiling = 2 * math.log(float(policy.mean_std(obs)[1].min()))
+            traj = self.rollout(obs, policy, c.horizon, generator=generator)
             z = policy.standardise(traj.observations[:, :-1], traj.actions)
             act_std = z.std(dim=(0, 1)).mean()
-            self.log_delta += c.delta_lr * (act_std - 1.0)
+            self.log_delta.copy_((self.log_delta + c.delta_lr * (act_std - 1.0)).clamp(max=ceiling))
             self.delta_history.append(self.delta)
         return self.delta_history
 
@@ -235,7 +241,7 @@ class PolyGRAD(WorldModel):
                 progress: bool = True) -> bool:
         """Tune delta for this policy (once: the checkpoint remembers which policy it was tuned for)."""
         fingerprint = policy.fingerprint()
-        if self.tuned_for == fingerprint or self.config.guidance != "gradient":
+        if (self.tuned_for == fingerprint and math.isfinite(self.delta)) or self.config.guidance != "gradient":
             return False
         self.log_delta.fill_(math.log(self.config.delta_init))
         self.delta_history = []
