@@ -4,8 +4,6 @@ Compare rows of one run as ratios; never assert wall-clock limits."""
 
 import os
 
-import pytest
-
 from wmbench.models.base import available_models
 
 MODE = os.environ.get("WMBENCH_BENCH_MODE", "full")
@@ -14,8 +12,3 @@ if MODE not in ("short", "full"):
 HORIZONS = [int(h) for h in os.environ.get("WMBENCH_BENCH_HORIZONS", "10" if MODE == "short" else "10,50").split(",")]
 ROUNDS = 1 if MODE == "short" else 3
 MODELS = sorted(available_models())
-
-
-@pytest.fixture
-def rounds() -> int:
-    return ROUNDS

@@ -100,7 +100,7 @@ def bench_model(name: str, env: str, horizon: int, *, batch: int = 256, profile:
     denoiser = getattr(model, "denoiser", None)
     if isinstance(denoiser, torch.nn.Module):
         captured = {}
-        hook = denoiser.register_forward_pre_hook(lambda module, args: captured.setdefault("args", args))
+        hook = denoiser.register_forward_pre_hook(lambda _module, args: captured.setdefault("args", args))
         with autocast(), torch.inference_mode():
             rollout()
         hook.remove()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wmbench.errors import WmbenchError
+from wmbench.errors import UsageError, WmbenchError
 
 app = typer.Typer(
     help=__doc__ + "\n\nStart with `wmbench evaluate --model mlp-ensemble --env halfcheetah`.",
@@ -79,8 +79,6 @@ def _split(value: str, kind: type = str, option: str = "") -> list:
     except ValueError:
         items = []
     if not items:
-        from wmbench.errors import UsageError
-
         raise UsageError(f"{option} takes a comma-separated list, e.g. {'10,50' if kind is int else 'a,b'}; got {value!r}")
     return items
 
@@ -105,8 +103,6 @@ def sweep(
     from wmbench.sweep import grid, run_sweep
 
     if workers < 1:
-        from wmbench.errors import UsageError
-
         raise UsageError(f"--workers must be at least 1, got {workers}")
     requests = grid(_split(models, option="--models"), _split(envs, option="--envs"),
                     _split(horizons, int, "--horizons"), _split(seeds, int, "--seeds"),
@@ -136,7 +132,6 @@ def bench(
     """Time generation per model (untrained weights: the cost does not depend on them), count its
     FLOPs and hold the achieved GFLOP/s against this machine's dense-matmul peak; stores the rows."""
     from wmbench.bench import matched, ratio_rows, run_bench
-    from wmbench.errors import UsageError
 
     if batch < 1 or repeats < 1:
         raise UsageError(f"--batch and --repeats must be positive, got {batch} and {repeats}")
@@ -212,7 +207,6 @@ def data_make(
     """Record Minari datasets wmbench/ENV/... with the simulator state of every observation."""
     from wmbench import data
     from wmbench.envs import get_env
-    from wmbench.errors import UsageError
 
     if policy not in ("random", "sac"):
         raise UsageError(f"unknown behaviour policy {policy!r}; choose one of: random, sac")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -165,38 +166,70 @@ class Normaliser(nn.Module):
 ActionFn = Callable[[np.ndarray], np.ndarray]
 
 
+class EpisodeRecorder(gym.Wrapper):
+    """Keeps every episode the wrapped env plays, with the simulator state (qpos, qvel) of every
+    observation, whoever drives it (`collect_episodes`, or an RL library's training loop)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.episodes: list[dict[str, np.ndarray]] = []
+        self._episode: dict[str, list] | None = None
+
+    def _state(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self.env.unwrapped.data
+        return data.qpos.copy(), data.qvel.copy()
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        qpos, qvel = self._state()
+        self._episode = {"observations": [obs], "actions": [], "rewards": [], "terminations": [],
+                         "truncations": [], "qpos": [qpos], "qvel": [qvel]}
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        qpos, qvel = self._state()
+        for key, value in (("observations", obs), ("actions", np.asarray(action, np.float32)), ("rewards", reward),
+                           ("terminations", terminated), ("truncations", truncated), ("qpos", qpos), ("qvel", qvel)):
+            self._episode[key].append(value)
+        if terminated or truncated:
+            self._close_episode()
+        return obs, reward, terminated, truncated, info
+
+    def _close_episode(self) -> None:
+        if self._episode and self._episode["actions"]:
+            self.episodes.append({k: np.asarray(v) for k, v in self._episode.items()})
+        self._episode = None
+
+    def finish(self) -> list[dict[str, np.ndarray]]:
+        """All episodes; an episode cut by the end of the run is kept, truncated at its last step."""
+        if self._episode and self._episode["actions"]:
+            self._episode["truncations"][-1] = True
+        self._close_episode()
+        return self.episodes
+
+
 def collect_episodes(
     env: EnvSpec, act: ActionFn, steps: int, seed: int, progress: bool = True, max_episodes: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Run `act` in the env for `steps` steps (or until `max_episodes` have ended); episodes carry
     the simulator state of every obs."""
-    gym_env = env.make()
-    data = gym_env.unwrapped.data
-    episodes, episode, obs = [], None, None
+    recorder, obs = EpisodeRecorder(env.make()), None
     total = steps if max_episodes is None else max_episodes
     bar = tqdm(total=total, desc=f"collect {env.name}", unit="step" if max_episodes is None else "episode",
                disable=not progress, leave=False)
-    for step in range(steps):
-        if max_episodes is not None and len(episodes) == max_episodes:
+    for _ in range(steps):
+        if max_episodes is not None and len(recorder.episodes) == max_episodes:
             break
-        if episode is None:
-            obs, _ = gym_env.reset(seed=seed + len(episodes))
-            episode = {k: [] for k in ("observations", "actions", "rewards", "terminations", "truncations", "qpos", "qvel")}
-            episode.update(observations=[obs], qpos=[data.qpos.copy()], qvel=[data.qvel.copy()])
-        action = np.asarray(act(obs), dtype=np.float32)
-        obs, reward, terminated, truncated, _ = gym_env.step(action)
-        truncated = truncated or step == steps - 1
-        for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
-                           ("terminations", terminated), ("truncations", truncated),
-                           ("qpos", data.qpos.copy()), ("qvel", data.qvel.copy())):
-            episode[key].append(value)
+        if obs is None:
+            obs, _ = recorder.reset(seed=seed + len(recorder.episodes))
+        obs, _, terminated, truncated, _ = recorder.step(np.asarray(act(obs), dtype=np.float32))
         if terminated or truncated:
-            episodes.append({k: np.asarray(v) for k, v in episode.items()})
-            episode = None
+            obs = None
             bar.update(max_episodes is not None)
         bar.update(max_episodes is None)
     bar.close()
-    return episodes
+    return recorder.finish()
 
 
 def write_dataset(

@@ -39,6 +39,7 @@ SUMMARY_STEPS = (1, 5, 10, 20, 50, 100, 200)
 POLICIES = ("bc", "behaviour")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # of generation (autocast)
 DEFAULT_POLICY_STD = 0.2  # of `behaviour`; the paper finds guidance breaks down below about 0.1
+BEHAVIOUR_LABEL = "behaviour-std"  # a cell's policy: `bc`, or this followed by the std
 
 
 @dataclass
@@ -161,7 +162,7 @@ def cell_of(request: EvalRequest) -> Cell:
         raise UsageError(f"--policy-std must be positive, got {request.policy_std}")
     if request.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {request.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    label = request.policy if request.policy == "bc" else f"behaviour-std{request.policy_std:g}"
+    label = request.policy if request.policy == "bc" else f"{BEHAVIOUR_LABEL}{request.policy_std:g}"
     return Cell(model=request.model, env=env.name, dataset=request.dataset or default_dataset(env.name),
                 policy=label, profile=request.profile, horizon=request.horizon, seed=request.seed,
                 precision=request.precision)
@@ -187,7 +188,7 @@ def prepare_inputs(env: str, dataset_id: str, profile: str, policy: str, make_mi
         return train, held_out, load_or_fit_policy(dataset_id, train, profile, progress, say)
     from wmbench.sac import behaviour_policy
 
-    return train, held_out, behaviour_policy(dataset_id, float(policy.removeprefix("behaviour-std")))
+    return train, held_out, behaviour_policy(dataset_id, float(policy.removeprefix(BEHAVIOUR_LABEL)))
 
 
 def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_missing: bool = True,

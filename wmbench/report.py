@@ -120,7 +120,7 @@ def _panel_axes(n: int, rows: int = 1, height: float = 3.6, width: float = 4.4, 
 
 
 def _legend(fig: plt.Figure, axes) -> None:
-    handles, labels = {}, []
+    handles = {}
     for ax in np.ravel(axes):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)

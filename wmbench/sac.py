@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from wmbench.data import collect_episodes, dataset_dir, default_dataset_id, make_card, write_dataset
+from wmbench.data import (EpisodeRecorder, collect_episodes, dataset_dir, default_dataset_id, make_card,
+                          write_dataset)
 from wmbench.envs import EnvSpec
 from wmbench.errors import DatasetError, UsageError
 from wmbench.policy import GaussianPolicy
@@ -29,48 +29,6 @@ SAC_POLICY_FILE = "sac-policy.zip"
 LEARNING_STARTS = 5000
 DEFAULT_STEPS = 75_000  # about 15 minutes per env on 2 CPU cores
 DEFAULT_FINAL_EPISODES = 20
-
-
-class EpisodeRecorder(gym.Wrapper):
-    """Keeps every transition the wrapped env makes, with qpos/qvel, as `collect_episodes` does."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.episodes: list[dict[str, np.ndarray]] = []
-        self._episode: dict[str, list] | None = None
-
-    def _state(self) -> tuple[np.ndarray, np.ndarray]:
-        data = self.env.unwrapped.data
-        return data.qpos.copy(), data.qvel.copy()
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        qpos, qvel = self._state()
-        self._episode = {"observations": [obs], "actions": [], "rewards": [], "terminations": [],
-                         "truncations": [], "qpos": [qpos], "qvel": [qvel]}
-        return obs, info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        qpos, qvel = self._state()
-        for key, value in (("observations", obs), ("actions", np.asarray(action, np.float32)), ("rewards", reward),
-                           ("terminations", terminated), ("truncations", truncated), ("qpos", qpos), ("qvel", qvel)):
-            self._episode[key].append(value)
-        if terminated or truncated:
-            self._close_episode()
-        return obs, reward, terminated, truncated, info
-
-    def _close_episode(self) -> None:
-        if self._episode and self._episode["actions"]:
-            self.episodes.append({k: np.asarray(v) for k, v in self._episode.items()})
-        self._episode = None
-
-    def finish(self) -> list[dict[str, np.ndarray]]:
-        """All episodes; an episode cut by the end of the run is kept, truncated at its last step."""
-        if self._episode and self._episode["actions"]:
-            self._episode["truncations"][-1] = True
-        self._close_episode()
-        return self.episodes
 
 
 def _progress_callback(total: int, recorder: EpisodeRecorder, desc: str, progress: bool):
@@ -103,7 +61,7 @@ def make_sac_datasets(env: EnvSpec, steps: int = DEFAULT_STEPS, seed: int = 0,
     if steps < 2 or final_episodes < 1:
         raise UsageError(f"--steps must be at least 2 and --final-episodes positive, got {steps} and {final_episodes}")
     replay_id, final_id = default_dataset_id(env.name, "sac-replay"), default_dataset_id(env.name, "sac-final")
-    for dataset_id in (replay_id, final_id):
+    for dataset_id in (replay_id, final_id):  # here, not after the training run `write_dataset` would check
         if dataset_dir(dataset_id).exists() and not overwrite:
             raise DatasetError(f"dataset {dataset_id} already exists at {dataset_dir(dataset_id)}; "
                                "pass --overwrite to replace it")

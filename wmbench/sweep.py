@@ -55,9 +55,8 @@ def failure_path(store: ResultsStore, cell: Cell) -> Path:
     return store.path(cell).with_suffix(".failed.txt")
 
 
-def _checkpoint_group(request: EvalRequest) -> tuple:
+def _checkpoint_group(cell: Cell) -> tuple:
     """Cells with equal keys share a trained model."""
-    cell = cell_of(request)
     horizon = cell.horizon if get_model_class(cell.model).fixed_horizon else None
     return cell.model, cell.env, cell.dataset, cell.profile, cell.seed, horizon
 
@@ -91,10 +90,11 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
     outcome = SweepOutcome()
     pending: dict[tuple, list[EvalRequest]] = defaultdict(list)
     for request in requests:
-        if store.has(cell_of(request)):
-            outcome.skipped.append(cell_of(request))
+        cell = cell_of(request)
+        if store.has(cell):
+            outcome.skipped.append(cell)
         else:
-            pending[_checkpoint_group(request)].append(request)
+            pending[_checkpoint_group(cell)].append(request)
     n_pending = sum(map(len, pending.values()))
     say(f"sweep: {len(requests)} cells, {len(outcome.skipped)} already in {store.root}, {n_pending} to run")
     if not pending:
