@@ -81,6 +81,18 @@ def test_table_cells_equal_the_store_means(tmp_path):
     assert gen.loc[("hopper", "polygrad", 10), "mean"] == pytest.approx(0.5 + 0.001)
 
 
+def test_tables_have_only_columns_with_numbers(tmp_path):
+    store = write_store(tmp_path / "results")
+    rows = [("mse", k, 0.1 * k) for k in range(1, 11)] + [("gen_time_s", 10, 0.1)]
+    store.write(Cell("mlp-ensemble", "walker2d", "wmbench/walker2d/random-v0", "bc", "quick", 10, 0),
+                pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(n_trajectories=256))
+    write_report(store, tmp_path / "out")
+    for stem in ("mse_table", "generation_time"):
+        header = (tmp_path / "out" / f"{stem}.md").read_text().splitlines()[0]
+        assert "walker2d h=10" in header and "hopper h=50" in header, header
+        assert "walker2d h=50" not in header, f"{stem}: a column with no walker2d h = 50 cell"
+
+
 def test_bootstrap_interval_contains_the_mean_and_shrinks_with_more_seeds():
     widths = []
     for n in (3, 10, 100):

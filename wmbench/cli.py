@@ -37,12 +37,12 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of model training, start states and sampling."),
     profile: str = typer.Option("quick", help="Config profile: smoke (seconds), quick (minutes on a CPU), paper (GPU)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    n_trajectories: Optional[int] = typer.Option(None, help="Trajectories to generate [default: the profile's]."),
+    n_trajectories: Optional[int] = typer.Option(None, help="Trajectories to generate (default: the profile's)."),
     dataset: Optional[str] = typer.Option(
-        None, help="Minari dataset id [default: wmbench/ENV/sac-replay-v0 if made, else wmbench/ENV/random-v0]."),
+        None, help="Minari dataset id (default: wmbench/ENV/sac-replay-v0 if made, else wmbench/ENV/random-v0)."),
     policy: str = typer.Option("bc", help="Evaluation policy: bc (behaviour cloning on the dataset) or behaviour "
                                           "(the SAC policy that made the dataset, with a fixed std)."),
-    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy [default: 0.2]: the policy-"
+    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2): the policy-"
                                                           "entropy axis (the paper: guidance breaks down below 0.1)."),
     precision: str = typer.Option("fp32", help="Generation precision: fp32, or bf16 (autocast; its own cell)."),
     no_make: bool = typer.Option(False, "--no-make", help="Fail instead of making a missing default dataset."),
@@ -92,9 +92,9 @@ def sweep(
     profile: str = typer.Option("quick", help="Config profile: smoke, quick or paper."),
     workers: int = typer.Option(1, help="Parallel worker processes (each gets cores / workers threads)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell [default: the profile's]."),
+    n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell (default: the profile's)."),
     policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
-    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy [default: 0.2]."),
+    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2)."),
 ) -> None:
     """Evaluate every (model, env, horizon, seed) cell that is not in the results store yet.
 
@@ -147,9 +147,9 @@ def bench(
 
 @app.command()
 def report(
-    results: Optional[str] = typer.Option(None, help="Results store folder [default: reports/results or $WMBENCH_RESULTS]."),
+    results: Optional[str] = typer.Option(None, help="Results store folder (default: reports/results or $WMBENCH_RESULTS)."),
     out: str = typer.Option("reports", help="Folder for the figures, tables and README.md."),
-    profile: Optional[str] = typer.Option(None, help="Profile to report [default: the only one in the store]."),
+    profile: Optional[str] = typer.Option(None, help="Profile to report (default: the only one in the store)."),
 ) -> None:
     """Draw the paper's comparison figures and tables (mean and 95% bootstrap CI over seeds) from the
     results store, with a README.md that shows them and their provenance."""

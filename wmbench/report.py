@@ -153,6 +153,11 @@ def mse_table(sel: Selection) -> pd.DataFrame:
     return summarise(rows, ["panel", "model", "step"]).sort_values(["panel", "step", "model"]).reset_index(drop=True)
 
 
+def present_columns(tidy: pd.DataFrame, panels: list[str], steps) -> list[tuple[str, int]]:
+    """The (panel, step) columns of a wide table that hold at least one number."""
+    return [(p, s) for p in panels for s in steps if ((tidy["panel"] == p) & (tidy["step"] == s)).any()]
+
+
 def wide_table(tidy: pd.DataFrame, models: list[str], columns: list[tuple[str, int]], fmt: str = ".3g",
                distance: Callable[[pd.Series], pd.Series] = lambda mean: mean) -> pd.DataFrame:
     """Rows of models, one column per (panel, step): `mean [low, high]`, the model of the smallest
@@ -300,9 +305,10 @@ def provenance_table(sel: Selection) -> pd.DataFrame:
     }
     for column in ("git_commit", "device", "versions"):
         if column in r:
-            facts[column.replace("_", " ")] = "; ".join(sorted(r[column].astype(str).unique()))
-    if "created" in r:
-        facts["created"] = f"{r['created'].min()} to {r['created'].max()}"
+            facts[column.replace("_", " ")] = "; ".join(sorted(r[column].dropna().astype(str).unique()))
+    if "created" in r and r["created"].notna().any():
+        created = r["created"].dropna().astype(str)
+        facts["created"] = f"{created.min()} to {created.max()}"
     return pd.DataFrame(list(facts.items()), columns=["", "value"])
 
 
@@ -317,12 +323,11 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     written = [plot_mse_vs_step(sel, colours, out / "mse_vs_step.png")]
 
     tidy = mse_table(sel)
-    columns = [(p, s) for p in sel.panels for s in TABLE_STEPS if ((tidy["panel"] == p) & (tidy["step"] == s)).any()]
-    mse_wide = wide_table(tidy, sel.models, columns)
+    mse_wide = wide_table(tidy, sel.models, present_columns(tidy, sel.panels, TABLE_STEPS))
     written += _write_table(tidy, mse_wide, out / "mse_table")
 
     gen_path, gen = plot_generation_time(sel, colours, out / "generation_time.png")
-    gen_wide = wide_table(gen, sel.models, [(p, s) for p in sel.panels for s in sorted(gen["step"].unique())])
+    gen_wide = wide_table(gen, sel.models, present_columns(gen, sel.panels, sorted(gen["step"].unique())))
     written += [gen_path, *_write_table(gen, gen_wide, out / "generation_time")]
     written.append(plot_accuracy_vs_compute(sel, colours, out / "accuracy_vs_compute.png"))
 
@@ -373,7 +378,10 @@ def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, bench: pd.DataFrame,
         "![generation time versus horizon](generation_time.png)",
         "",
         "Top: wall-clock time to generate the batch at each horizon; bottom: the same per generated transition. "
-        "Autoregressive models pay per step; PolyGRAD pays per diffusion step over the whole trajectory.",
+        "Autoregressive models pay per step; PolyGRAD pays per diffusion step over the whole trajectory. "
+        "These times come from the evaluation cells and share the machine with whatever ran beside them (a "
+        "sweep's other workers: the provenance's `device` gives each cell's threads); `wmbench bench` times "
+        "models alone.",
         "",
         markdown_table(gen_wide),
         "",
