@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -194,6 +195,10 @@ def plot_generation_time(sel: Selection, colours: dict, path: Path) -> tuple[Pat
                     ax.errorbar(c["step"], c["mean"], yerr=[c["mean"] - c["ci_low"], c["ci_high"] - c["mean"]],
                                 color=colours[model], label=model, marker="o", lw=1.6, capsize=3)
             ax.set(xscale="log", yscale="log", xlabel="horizon (steps)", ylabel=ylabel, title=panel)
+            # ticks at the measured horizons, written plainly (not 2x10^1)
+            horizons = sorted(frame.loc[frame["panel"] == panel, "step"].unique())
+            ax.set_xticks(horizons, [str(h) for h in horizons])
+            ax.xaxis.set_minor_formatter(NullFormatter())
     n = int(rows["n_trajectories"].max()) if not rows.empty else 0
     fig.suptitle(f"Generation cost of {n} trajectories (wall clock, mean over seeds, 95% bootstrap CI)")
     _legend(fig, axes)
