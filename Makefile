@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BENCH_MODE ?= full
 BENCH_JSON ?= reports/bench/benchmarks.json
 
-.PHONY: install test bench evaluate report clean-cache
+.PHONY: install test bench evaluate report gpu-check clean-cache
 
 # torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
 $(BIN)/.installed: pyproject.toml
@@ -31,9 +31,15 @@ bench: install
 evaluate: install
 	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)
 
-# Figures and tables of every result in reports/results (the committed reference run) into reports/.
+# Redraws the committed reference report (reports/) from its results (reports/reference/).
+# Your own results: `wmbench report` draws the workspace's results/ into report/.
 report: install
-	$(BIN)/wmbench report
+	$(BIN)/wmbench report --results reports/reference --out reports
+
+# One GPU machine, minutes, no network needed: the gpu tests, paper-size generation and training (fp32, bf16,
+# compiled), a short PolyGRAD evaluation; one summary table. PYTHON must hold torch with CUDA.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py
 
 clean-cache:
 	rm -rf models/cache

@@ -17,6 +17,7 @@ def workspace(tmp_path_factory):
     """Folders for datasets, checkpoints and results, set through wmbench's environment variables."""
     root = tmp_path_factory.mktemp("wmbench")
     paths = {
+        "WMBENCH_HOME": root / "home",
         "MINARI_DATASETS_PATH": root / "datasets",
         "WMBENCH_CACHE": root / "cache",
         "WMBENCH_RESULTS": root / "results",
@@ -40,3 +41,15 @@ def hopper_dataset(workspace) -> str:
 @pytest.fixture(autouse=True)
 def _isolated(workspace):
     """Apply the temporary folders to every test."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is available (`make gpu-check` runs them on a GPU machine)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

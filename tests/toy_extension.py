@@ -12,7 +12,7 @@ class PersistenceModel(AutoregressiveWorldModel):
         super().__init__(obs_dim, act_dim, config)
         self.register_buffer("fitted", torch.zeros(()))
 
-    def fit(self, data, *, generator=None, progress=True):
+    def fit(self, data, *, generator=None, progress=True, state_path=None):
         self.fitted.fill_(1.0)
         return FitReport(steps=0)
 

@@ -12,6 +12,7 @@ results store under the dataset `bench`, outside the evaluation figures.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wmbench.config import build_config
+from wmbench.config import build_config, canonical_overrides, config_hash, profile_label
 from wmbench.envs import get_env
 from wmbench.errors import UsageError
 from wmbench.evaluate import PRECISIONS, model_config, resolve_device
@@ -27,6 +28,7 @@ from wmbench.models.base import WorldModel, get_model_class
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import BENCH_DATASET, Cell, ResultsStore
+from wmbench.testing import LinearSystem
 from wmbench.timing import timed
 
 
@@ -74,22 +76,34 @@ def _measure(fn, device: str, repeats: int, transitions: int, autocast) -> Measu
     return Measurement(seconds, flop, transitions)
 
 
+def _check_inputs(models: list[str], device: str, precision: str) -> str:
+    """Fail on a typo before the peak is measured; returns the device."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    for name in models:
+        get_model_class(name)
+    return resolve_device(device)
+
+
 def build_untrained(name: str, env: str, horizon: int, *, batch: int = 256, profile: str = "quick",
+                    overrides: tuple[str, ...] = (),
                     device: str = "cpu") -> tuple[WorldModel, GaussianPolicy, torch.Tensor]:
     """A model and a policy at the profile's sizes with seeded random weights, and `batch` start states."""
     spec, cls = get_env(env), get_model_class(name)
     torch.manual_seed(0)
-    model = cls(spec.obs_dim, spec.act_dim, model_config(cls, profile, horizon)).to(device).eval()
+    model = cls(spec.obs_dim, spec.act_dim, model_config(cls, profile, horizon, overrides)).to(device).eval()
     model.check_horizon(horizon)
-    policy_config = build_config(PolicyConfig, profile, "policy")
+    policy_config = build_config(PolicyConfig, profile, "policy", overrides)
     policy = GaussianPolicy(spec.obs_dim, spec.act_dim, policy_config.hidden, policy_config.min_std)
     return model, policy.to(device).eval(), torch.randn(batch, spec.obs_dim, device=device)
 
 
 def bench_model(name: str, env: str, horizon: int, *, batch: int = 256, profile: str = "quick",
-                device: str = "cpu", precision: str = "fp32", repeats: int = 3) -> dict[str, Measurement]:
+                overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
+                repeats: int = 3) -> dict[str, Measurement]:
     """`{"rollout": ..., "denoiser": ... (diffusion models)}` for one model at one horizon."""
-    model, policy, init = build_untrained(name, env, horizon, batch=batch, profile=profile, device=device)
+    model, policy, init = build_untrained(name, env, horizon, batch=batch, profile=profile, overrides=overrides,
+                                          device=device)
     autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16,  # noqa: E731
                                       enabled=precision == "bf16")
 
@@ -115,14 +129,10 @@ def bench_model(name: str, env: str, horizon: int, *, batch: int = 256, profile:
 
 
 def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah", batch: int = 256,
-              profile: str = "quick", device: str = "cpu", precision: str = "fp32", repeats: int = 3,
-              store: ResultsStore | None = None, say=print) -> pd.DataFrame:
+              profile: str = "quick", overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
+              repeats: int = 3, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
     """Measure every (model, horizon), store the rows and return them (one row per measurement)."""
-    device = resolve_device(device)
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    for name in models:
-        get_model_class(name)  # fail on a typo before the peak is measured
+    device = _check_inputs(models, device, precision)
     store = store or ResultsStore()
     env = get_env(env).name
     peak = matmul_peak_gflops(device, precision)
@@ -130,14 +140,16 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
     tables = []
     for name in models:
         for horizon in horizons:
-            measured = bench_model(name, env, horizon, batch=batch, profile=profile, device=device,
-                                   precision=precision, repeats=repeats)
+            measured = bench_model(name, env, horizon, batch=batch, profile=profile, overrides=overrides,
+                                   device=device, precision=precision, repeats=repeats)
             rows = [("gen_time_s", horizon, measured["rollout"].seconds), ("peak_gflops", horizon, peak)]
             for kind, m in measured.items():
                 rows += m.rows("" if kind == "rollout" else f"{kind}_", horizon, peak)
-            cell = Cell(name, env, BENCH_DATASET, "untrained", profile, horizon, seed=0, precision=precision)
+            config = model_config(get_model_class(name), profile, horizon, overrides)
+            cell = Cell(name, env, BENCH_DATASET, "untrained", profile_label(profile), horizon, seed=0,
+                        precision=precision, config_hash=config_hash(config))
             table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
-                n_trajectories=batch, **provenance(device))
+                n_trajectories=batch, overrides=canonical_overrides(overrides, {name}), **provenance(device))
             store.write(cell, table)
             tables.append(table.assign(model=name, horizon=horizon))
             line = f"{name:>22} h={horizon:<4} rollout {measured['rollout'].seconds:8.4f} s " \
@@ -145,6 +157,71 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
             if "denoiser" in measured:
                 line += f" | denoiser pass {measured['denoiser'].gflops:.1f} GFLOP/s ({measured['denoiser'].gflops / peak:.0%})"
             say(line)
+    return pd.concat(tables, ignore_index=True)
+
+
+def with_budget(config, updates: int):
+    """`config` with a training budget of `updates` gradient steps, whatever the model calls it."""
+    names = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{name: updates for name in names & {"train_steps", "max_steps"}})
+
+
+def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick", overrides: tuple[str, ...] = (),
+                   device: str = "cpu", precision: str = "fp32", updates: int = 50,
+                   warmup: int = 10) -> tuple[Measurement, float]:
+    """`(one update, final loss)`: training at the profile's sizes (batch, width) on a synthetic dataset
+    of the env's dimensions. Time and FLOPs are the difference between a training of `warmup` and one
+    of `warmup + updates` updates, so that setup, compilation and warm-up cancel out."""
+    spec, cls = get_env(env), get_model_class(name)
+    config = model_config(cls, profile, horizon, overrides)
+    if precision != "fp32":
+        if not hasattr(config, "precision"):
+            raise UsageError(f"{name} trains in fp32 only (its config has no precision field)")
+        config = dataclasses.replace(config, precision=precision)
+    data = LinearSystem.random(spec.obs_dim, spec.act_dim, noise_std=0.01).dataset(episodes=40, length=60)
+
+    def fit(n: int) -> WorldModel:
+        torch.manual_seed(0)
+        model = cls(spec.obs_dim, spec.act_dim, with_budget(config, n)).to(device)
+        model.fit(data, generator=torch.Generator(device).manual_seed(0), progress=False)
+        return model
+
+    fit(warmup)  # caches, kernels, allocator
+    model, seconds = timed(lambda: fit(warmup + updates), device)
+    seconds -= timed(lambda: fit(warmup), device)[1]
+    counted = min(updates, 5)  # every update costs the same; counting is slow
+    flop = count_flops(lambda: fit(warmup + counted)) - count_flops(lambda: fit(warmup))
+    return Measurement(seconds / updates, flop // counted, 0), model.fit_report.loss
+
+
+def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah", profile: str = "quick",
+                    overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
+                    updates: int = 50, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
+    """Time per training update of every (model, horizon), stored as `train_*` rows."""
+    device = _check_inputs(models, device, precision)
+    store = store or ResultsStore()
+    env = get_env(env).name
+    peak = matmul_peak_gflops(device, precision)
+    say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
+    tables = []
+    for name in models:
+        for horizon in horizons:
+            update, loss = bench_training(name, env, horizon, profile=profile, overrides=overrides, device=device,
+                                          precision=precision, updates=updates)
+            rows = [("train_update_s", horizon, update.seconds), ("train_updates_per_s", horizon, 1 / update.seconds),
+                    ("train_gflop", horizon, update.flop / 1e9), ("train_gflops_achieved", horizon, update.gflops),
+                    ("train_peak_fraction", horizon, update.gflops / peak), ("peak_gflops", horizon, peak),
+                    ("train_loss", horizon, loss)]
+            config = model_config(get_model_class(name), profile, horizon, overrides)
+            cell = Cell(name, env, BENCH_DATASET, "training", profile_label(profile), horizon, seed=0,
+                        precision=precision, config_hash=config_hash(config))
+            table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+                n_trajectories=0, overrides=canonical_overrides(overrides, {name}), **provenance(device))
+            store.write(cell, table)
+            tables.append(table.assign(model=name, horizon=horizon))
+            say(f"{name:>22} h={horizon:<4} {precision} training: {update.seconds * 1e3:8.2f} ms/update "
+                f"({1 / update.seconds:7.1f} updates/s), {update.gflops:8.1f} GFLOP/s "
+                f"({update.gflops / peak:.0%} of peak), loss after {updates + 10} updates {loss:.4g}")
     return pd.concat(tables, ignore_index=True)
 
 

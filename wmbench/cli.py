@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from enum import Enum
-from typing import Optional
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +25,20 @@ data_app = typer.Typer(help="Make, list and inspect Minari datasets (local only;
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=False)
+SET_HELP = ("Override one config field: SECTION.KEY=VALUE, repeatable (e.g. --set polygrad.train_steps=20000 "
+            "--set data.steps=50000); the value is a TOML literal. `wmbench models --config` lists the fields.")
+
+
+@app.callback()
+def options(
+    workspace: Optional[Path] = typer.Option(
+        None, help="Folder for datasets/, models/cache/ and results/ (default: $WMBENCH_HOME, else the current "
+                   "directory)."),
+) -> None:
+    """Options shared by every command."""
+    if workspace is not None:
+        workspace.mkdir(parents=True, exist_ok=True)
+        os.environ["WMBENCH_HOME"] = str(workspace.resolve())  # worker processes inherit it
 
 
 class Format(str, Enum):
@@ -35,7 +52,9 @@ def evaluate(
     env: str = typer.Option("halfcheetah", help="halfcheetah, hopper or walker2d."),
     horizon: int = typer.Option(10, help="Steps per generated trajectory."),
     seed: int = typer.Option(0, help="Seed of model training, start states and sampling."),
-    profile: str = typer.Option("quick", help="Config profile: smoke (seconds), quick (minutes on a CPU), paper (GPU)."),
+    profile: str = typer.Option("quick", help="Config profile: smoke (seconds), quick (minutes on a CPU), paper (GPU), "
+                                              "or a path to a TOML file (see `wmbench profiles`)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories to generate (default: the profile's)."),
     dataset: Optional[str] = typer.Option(
@@ -53,8 +72,8 @@ def evaluate(
     from wmbench.evaluate import EvalRequest, summary
     from wmbench.evaluate import evaluate as run
 
-    request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, dataset=dataset,
-                          n_trajectories=n_trajectories, device=device, policy=policy, precision=precision,
+    request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, overrides=tuple(set_),
+                          dataset=dataset, n_trajectories=n_trajectories, device=device, policy=policy, precision=precision,
                           **({} if policy_std is None else {"policy_std": policy_std}))
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]
@@ -89,7 +108,8 @@ def sweep(
     envs: str = typer.Option("halfcheetah,hopper,walker2d", help="Comma-separated envs."),
     horizons: str = typer.Option("10", help="Comma-separated horizons, e.g. 10,50,200."),
     seeds: str = typer.Option("0,1", help="Comma-separated seeds (the unit of replication)."),
-    profile: str = typer.Option("quick", help="Config profile: smoke, quick or paper."),
+    profile: str = typer.Option("quick", help="Config profile: smoke, quick, paper or a TOML file."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     workers: int = typer.Option(1, help="Parallel worker processes (each gets cores / workers threads)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell (default: the profile's)."),
@@ -106,7 +126,7 @@ def sweep(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     requests = grid(_split(models, option="--models"), _split(envs, option="--envs"),
                     _split(horizons, int, "--horizons"), _split(seeds, int, "--seeds"),
-                    profile=profile, device=device, n_trajectories=n_trajectories, policy=policy,
+                    profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories, policy=policy,
                     **({} if policy_std is None else {"policy_std": policy_std}))
     outcome = run_sweep(requests, workers=workers)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
@@ -124,20 +144,29 @@ def bench(
     horizons: str = typer.Option("10,50", help="Comma-separated horizons."),
     batch: int = typer.Option(256, help="Trajectories per rollout."),
     profile: str = typer.Option("quick", help="Profile whose model sizes are timed (paper: on a GPU)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     env: str = typer.Option("halfcheetah", help="Env whose observation and action sizes are used."),
     device: str = typer.Option("cpu", help="cpu or cuda (timings are synchronised)."),
     precision: str = typer.Option("fp32", help="fp32, or bf16 (autocast during generation)."),
     repeats: int = typer.Option(3, help="Timed rollouts per cell (the median is kept)."),
+    train: bool = typer.Option(False, "--train", help="Time training updates instead of generation (at the "
+                                                      "profile's batch and sizes; --precision bf16: autocast)."),
+    updates: int = typer.Option(50, help="--train: timed updates per model (after 10 untimed ones)."),
 ) -> None:
     """Time generation per model (untrained weights: the cost does not depend on them), count its
-    FLOPs and hold the achieved GFLOP/s against this machine's dense-matmul peak; stores the rows."""
-    from wmbench.bench import matched, ratio_rows, run_bench
+    FLOPs and hold the achieved GFLOP/s against this machine's dense-matmul peak; stores the rows.
+    With --train, the same for one training update of each model."""
+    from wmbench.bench import matched, ratio_rows, run_bench, run_train_bench
 
-    if batch < 1 or repeats < 1:
-        raise UsageError(f"--batch and --repeats must be positive, got {batch} and {repeats}")
+    if batch < 1 or repeats < 1 or updates < 1:
+        raise UsageError(f"--batch, --repeats and --updates must be positive, got {batch}, {repeats} and {updates}")
     names = _split(models, option="--models")
+    if train:
+        run_train_bench(names, _split(horizons, int, "--horizons"), env=env, profile=profile, overrides=tuple(set_),
+                        device=device, precision=precision, updates=updates)
+        return
     table = run_bench(names, _split(horizons, int, "--horizons"), env=env, batch=batch, profile=profile,
-                      device=device, precision=precision, repeats=repeats)
+                      overrides=tuple(set_), device=device, precision=precision, repeats=repeats)
     ratios = ratio_rows(table)
     if ratios:
         match = "matched" if matched(profile) else "NOT matched"
@@ -147,33 +176,45 @@ def bench(
 
 @app.command()
 def report(
-    results: Optional[str] = typer.Option(None, help="Results store folder (default: reports/results or $WMBENCH_RESULTS)."),
-    out: str = typer.Option("reports", help="Folder for the figures, tables and README.md."),
+    results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/; the "
+                                                      "committed reference run is reports/reference)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for the figures, tables and README.md (default: the "
+                                                  "workspace's report/)."),
     profile: Optional[str] = typer.Option(None, help="Profile to report (default: the only one in the store)."),
 ) -> None:
     """Draw the paper's comparison figures and tables (mean and 95% bootstrap CI over seeds) from the
     results store, with a README.md that shows them and their provenance."""
-    from pathlib import Path
-
+    from wmbench.paths import workspace
     from wmbench.report import write_report
     from wmbench.results import ResultsStore
 
-    written = write_report(ResultsStore(results), Path(out), profile)
+    if results is not None and not results.is_dir():
+        raise UsageError(f"results folder {results} does not exist")
+    out = out or workspace() / "report"
+    written = write_report(ResultsStore(results), out, profile)
     console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
 
 
 @app.command()
 def models(config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc.")) -> None:
     """List the registered world models (built-in and from installed extension packages)."""
-    from wmbench.config import field_docs
+    from wmbench.config import SECTIONS, field_docs, section_class
     from wmbench.models.base import available_models
+
+    def show_fields(config_cls: type) -> None:
+        for field, default, help_text in field_docs(config_cls):
+            console.print(f"    {field} = {escape(repr(default))}  [dim]{escape(help_text)}[/dim]", highlight=False)
 
     for name, cls in available_models().items():
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         console.print(f"[bold]{name}[/bold]  {escape(doc)}", highlight=False)
         if config:
-            for field, default, help_text in field_docs(cls.Config):
-                console.print(f"    {field} = {escape(repr(default))}  [dim]{escape(help_text)}[/dim]", highlight=False)
+            show_fields(cls.Config)
+    if config:
+        section_class("data")  # declares the shared sections
+        for name, config_cls in sorted(SECTIONS.items()):
+            console.print(f"[bold]\\[{name}][/bold]  {escape(config_cls.__doc__ or '')}", highlight=False)
+            show_fields(config_cls)
 
 
 @app.command()
@@ -181,16 +222,36 @@ def results(
     model: Optional[str] = typer.Option(None, help="Only this model."),
     env: Optional[str] = typer.Option(None, help="Only this env."),
     metric: Optional[str] = typer.Option(None, help="Only this metric (mse, mse_norm, reward_mse, ...)."),
+    profile: Optional[str] = typer.Option(None, help="Only this profile."),
+    config_hash: Optional[str] = typer.Option(None, help="Only cells of this resolved config (the config_hash column)."),
+    overrides: Optional[str] = typer.Option(None, help="Only cells whose --set overrides include this text "
+                                                      "(e.g. polygrad.train_steps=20000; '' for none)."),
+    results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/)."),
     format: Format = typer.Option(Format.markdown, help="Output format."),
 ) -> None:
     """Print stored results (tidy rows: one per model, env, ..., metric and step)."""
     from wmbench.results import ROW_COLUMNS, ResultsStore, markdown_table
 
-    table = ResultsStore().read(model=model, env=env, metric=metric)
+    table = ResultsStore(results).read(model=model, env=env, metric=metric, profile=profile, config_hash=config_hash)
+    if overrides is not None:
+        stored = table["overrides"].fillna("") if "overrides" in table else ""
+        table = table[stored == "" if overrides == "" else stored.str.contains(overrides, regex=False)]
     if format is Format.csv:
         table.to_csv(sys.stdout, index=False)
     else:
         print(markdown_table(table[ROW_COLUMNS]))
+
+
+@app.command()
+def profiles() -> None:
+    """List the config profiles (built-in, and $WMBENCH_PROFILES) with where each comes from. A TOML
+    file of your own works as --profile PATH and may start from another with `extends = "quick"`."""
+    from wmbench.config import available_profiles, load_profile, profile_description, profile_path
+
+    for name in available_profiles():
+        sections = ", ".join(load_profile(name))
+        console.print(f"[bold]{name}[/bold]  {escape(profile_description(name))}\n    {profile_path(name)}\n"
+                      f"    [dim]sections: {escape(sections)}[/dim]", highlight=False, soft_wrap=True)
 
 
 @data_app.command("make")
@@ -253,7 +314,12 @@ def data_show(dataset_id: str = typer.Argument(..., help="A local Minari dataset
     print(json.dumps({**facts, "card": card}, indent=2))
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"wmbench: warning: {message}\n"
+
+
 def main() -> None:
+    warnings.formatwarning = _warning_line  # one readable line, not a source location
     try:
         app()
     except WmbenchError as err:

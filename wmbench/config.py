@@ -1,29 +1,53 @@
-"""Typed configs and profiles.
+"""Typed configs, profiles and command-line overrides.
 
 A config is a dataclass whose fields are declared with `param(default, "one-line doc")`, so that
-`wmbench models --config` can explain every knob. A profile (`smoke`, `quick`, `paper`) is a TOML
-file under `models/` with one table per config section (a model name, `policy`, `data`,
-`evaluate`) whose keys override the dataclass defaults.
+`wmbench models --config` can explain every knob. A profile (`smoke`, `quick`, `paper`, shipped in
+the package's `profiles/`, or any TOML file given by path) has one table per config section (a model
+name, `policy`, `data`, `evaluate`) whose keys override the dataclass defaults; a profile may start
+from another with `extends = "quick"`. Overrides from the command line (`--set polygrad.width=256`)
+are applied last, checked against the section's fields, and are part of a result's identity.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import tomllib
+from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 from wmbench.errors import UsageError
-from wmbench.paths import profiles_dir
+from wmbench.paths import user_profiles_dir
 
 T = TypeVar("T")
+SECTIONS: dict[str, type] = {}  # the non-model config sections (`data`, `policy`, `evaluate`, ...)
 
 
-def param(default: Any, doc: str) -> Any:
-    """A dataclass field with a default and a one-line doc."""
+def param(default: Any, doc: str, runtime: bool = False) -> Any:
+    """A dataclass field with a default and a one-line doc. A `runtime` field changes how a result is
+    computed, never the result (how often training state is saved): it is left out of config hashes."""
+    metadata = {"doc": doc, "runtime": runtime}
     if isinstance(default, (list, dict, tuple)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def identity(config: Any) -> dict[str, Any]:
+    """A config dataclass as a dict of the fields that shape results (runtime fields left out)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if not f.metadata.get("runtime")}
+
+
+def config_section(name: str):
+    """Class decorator: make a config dataclass the `[name]` section of profiles and `--set`."""
+
+    def decorate(cls: type) -> type:
+        SECTIONS[name] = cls
+        return cls
+
+    return decorate
 
 
 def field_docs(config_cls: type) -> list[tuple[str, Any, str]]:
@@ -35,28 +59,153 @@ def field_docs(config_cls: type) -> list[tuple[str, Any, str]]:
     return rows
 
 
+# ----------------------------------------------------------------------------- profiles
+
+def _profile_files() -> dict[str, Path]:
+    """Named profiles: the built-in ones, then those of `WMBENCH_PROFILES` (which win)."""
+    builtin = resources.files("wmbench") / "profiles"
+    files = {Path(p.name).stem: Path(str(p)) for p in builtin.iterdir() if p.name.endswith(".toml")}
+    extra = user_profiles_dir()
+    if extra is not None and extra.is_dir():
+        files.update({p.stem: p for p in extra.glob("*.toml")})
+    return dict(sorted(files.items()))
+
+
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+    return list(_profile_files())
+
+
+def profile_path(profile: str) -> Path:
+    """The file of a profile given by name or by path (`.toml`)."""
+    if profile.endswith(".toml"):
+        path = Path(profile).expanduser()
+        if not path.is_file():
+            raise UsageError(f"profile file {profile} does not exist")
+        return path
+    files = _profile_files()
+    if profile not in files:
+        raise UsageError(f"unknown profile {profile!r}; choose one of: {', '.join(files)}, or a path to a .toml file")
+    return files[profile]
+
+
+def profile_label(profile: str) -> str:
+    """The name a profile goes by in results and checkpoint names (a file's stem)."""
+    return Path(profile).stem if profile.endswith(".toml") else profile
 
 
 @functools.cache
-def load_profile(name: str) -> dict[str, dict[str, Any]]:
-    path = profiles_dir() / f"{name}.toml"
-    if not path.is_file():
-        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(available_profiles())}")
+def load_profile(profile: str) -> dict[str, dict[str, Any]]:
+    """The profile's sections, with what it `extends` merged underneath (key by key)."""
+    chain, sections = [], {}
+    while profile is not None:
+        path = profile_path(profile)
+        if path in chain:
+            raise UsageError(f"profile {path} extends itself (through {' -> '.join(map(str, chain))})")
+        chain.append(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise UsageError(f"profile {path} is not valid TOML: {err}") from err
+        parent = raw.pop("extends", None)
+        if parent is not None and not isinstance(parent, str):
+            raise UsageError(f"profile {path}: extends takes a profile name or path, got {parent!r}")
+        if parent is not None and parent.endswith(".toml") and not Path(parent).is_absolute():
+            parent = str(path.parent / parent)  # relative to the file that names it
+        for name, values in raw.items():
+            if not isinstance(values, dict):
+                raise UsageError(f"profile {path}: {name!r} must be a [table] of settings")
+            sections[name] = {**values, **sections.get(name, {})}  # the child's keys win
+        profile = parent
+    return sections
+
+
+def profile_description(profile: str) -> str:
+    """The first comment line of a profile file."""
+    for line in profile_path(profile).read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+# ----------------------------------------------------------------------------- overrides
+
+def section_class(section: str) -> type:
+    """The config class of a section: a registered model's `Config`, or a `SECTIONS` entry."""
+    import wmbench.evaluate  # noqa: F401  (declares the data, policy and evaluate sections)
+    from wmbench.models.base import available_models
+
+    models = available_models()
+    if section in models:
+        return models[section].Config
+    if section in SECTIONS:
+        return SECTIONS[section]
+    raise UsageError(f"unknown config section {section!r} in --set; choose one of: "
+                     f"{', '.join(sorted(SECTIONS) + list(models))}")
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (`7`, `1e-4`, `true`, `[1, 2]`, `"mlp"`); anything else is a bare string."""
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"profile {path} is not valid TOML: {err}") from err
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
-def build_config(config_cls: type[T], profile: str, section: str, **overrides: Any) -> T:
-    """`config_cls` with the defaults overridden by `[section]` of the profile, then `overrides`."""
+def _check_value(section: str, key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise UsageError(f"--set {section}.{key}: expected a {type(default).__name__} "
+                         f"(like {default!r}), got {value!r}")
+    return value
+
+
+@functools.cache
+def parse_overrides(overrides: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`("polygrad.train_steps=7", ...)` -> `{"polygrad": {"train_steps": 7}}`, every key checked."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise UsageError(f"--set takes SECTION.KEY=VALUE (e.g. polygrad.train_steps=20000), got {item!r}")
+        defaults = {field: default for field, default, _ in field_docs(section_class(section))}
+        if name not in defaults:
+            raise UsageError(f"unknown key {name!r} in --set {section}.{name}; valid keys of [{section}]: "
+                             f"{', '.join(sorted(defaults))}")
+        parsed.setdefault(section, {})[name] = _check_value(section, name, _parse_value(text.strip()), defaults[name])
+    return parsed
+
+
+def canonical_overrides(overrides: tuple[str, ...], sections: set[str] | None = None) -> str:
+    """The overrides (of `sections` only, if given) as one sorted, normalised string."""
+    parsed = parse_overrides(tuple(overrides))
+    items = [f"{s}.{k}={json.dumps(v)}" for s, values in parsed.items() if sections is None or s in sections
+             for k, v in values.items()]
+    return " ".join(sorted(items))
+
+
+def build_config(config_cls: type[T], profile: str, section: str, overrides: tuple[str, ...] = (),
+                 **explicit: Any) -> T:
+    """`config_cls` with its defaults overridden by `[section]` of the profile, then by `explicit`
+    (values of None are ignored), then by the `--set` overrides of that section."""
     values = dict(load_profile(profile).get(section, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    values.update(parse_overrides(tuple(overrides)).get(section, {}))
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"profile {profile!r}, [{section}]: unknown keys {', '.join(unknown)}; "
                          f"valid keys: {', '.join(sorted(known))}")
     return config_cls(**values)
+
+
+def config_hash(config: Any) -> str:
+    """A short hash of a config (a dataclass: its `identity`, or a JSON-able dict), stable across processes."""
+    if dataclasses.is_dataclass(config):
+        config = identity(config)
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]

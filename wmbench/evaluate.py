@@ -21,13 +21,21 @@ import torch
 
 from wmbench import data as datasets
 from wmbench import metrics
-from wmbench.config import build_config, param
+from wmbench.config import (
+    build_config,
+    canonical_overrides,
+    config_hash,
+    config_section,
+    identity,
+    param,
+    profile_label,
+)
 from wmbench.data import OfflineData
 from wmbench.envs import get_env
 from wmbench.errors import DatasetError, UsageError
 from wmbench.models.base import WorldModel, get_model_class
 from wmbench.oracle import Oracle
-from wmbench.paths import checkpoints_root
+from wmbench.paths import checkpoints_root, file_lock
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import Cell, ResultsStore
@@ -42,13 +50,19 @@ DEFAULT_POLICY_STD = 0.2  # of `behaviour`; the paper finds guidance breaks down
 BEHAVIOUR_LABEL = "behaviour-std"  # a cell's policy: `bc`, or this followed by the std
 
 
+@config_section("data")
 @dataclass
 class DataConfig:
+    """The dataset an evaluation makes on first use."""
+
     steps: int = param(100_000, "environment steps of a dataset made on first use")
 
 
+@config_section("evaluate")
 @dataclass
 class EvalConfig:
+    """How many trajectories an evaluation generates and replays."""
+
     n_trajectories: int = param(256, "trajectories generated and replayed per evaluation")
     warmup_trajectories: int = param(8, "batch of the untimed warm-up rollout")
 
@@ -61,7 +75,8 @@ class EvalRequest:
     env: str
     horizon: int = 10
     seed: int = 0
-    profile: str = "quick"
+    profile: str = "quick"  # a name or a path to a TOML file
+    overrides: tuple[str, ...] = ()  # `--set SECTION.KEY=VALUE`, as given
     dataset: str | None = None
     n_trajectories: int | None = None
     device: str = "cpu"
@@ -92,61 +107,80 @@ def dataset_fingerprint(dataset_id: str) -> str:
     return digest.hexdigest()[:8]
 
 
-def ensure_dataset(dataset_id: str, profile: str, make_missing: bool, progress: bool,
+def ensure_dataset(dataset_id: str, profile: str, overrides: tuple[str, ...], make_missing: bool, progress: bool,
                    say: Callable[[str], None]) -> None:
     if datasets.dataset_exists(dataset_id):
         return
     parts = dataset_id.split("/")
     if not make_missing or parts[0] != "wmbench" or len(parts) != 3 or parts[2] != "random-v0":
         raise DatasetError(datasets.missing_dataset_message(dataset_id))
-    config = build_config(DataConfig, profile, "data")
+    config = build_config(DataConfig, profile, "data", overrides)
     say(f"making {dataset_id} ({config.steps} random steps); for the paper's kind of data, the replay buffer "
         f"of an RL run, run `wmbench data make {parts[1]} --policy sac` (about 15 minutes)")
     datasets.make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
 
 
-def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, progress: bool,
-                       say: Callable[[str], None]) -> GaussianPolicy:
-    path = datasets.dataset_dir(dataset_id) / "wmbench" / f"policy-bc-{profile}.pt"
-    if path.is_file():
-        return GaussianPolicy.load(path)
-    say(f"fitting the behaviour-cloning policy of {dataset_id} ({profile})")
-    policy = GaussianPolicy.fit(train, build_config(PolicyConfig, profile, "policy"), progress=progress)
-    policy.save(path)
+def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overrides: tuple[str, ...],
+                       progress: bool, say: Callable[[str], None]) -> GaussianPolicy:
+    config = build_config(PolicyConfig, profile, "policy", overrides)
+    path = datasets.dataset_dir(dataset_id) / "wmbench" / f"policy-bc-{profile_label(profile)}-{config_hash(config)}.pt"
+    with file_lock(path.with_name(f".{path.name}.lock")):  # parallel evaluations fit it once
+        if path.is_file():
+            return GaussianPolicy.load(path)
+        say(f"fitting the behaviour-cloning policy of {dataset_id} ({profile_label(profile)})")
+        policy = GaussianPolicy.fit(train, config, progress=progress)
+        policy.save(path)
     return policy
 
 
-def model_config(model_cls: type[WorldModel], profile: str, horizon: int):
-    """The model's config from the profile; trajectory-level models get the requested horizon."""
-    config = build_config(model_cls.Config, profile, model_cls.name)
+def model_config(model_cls: type[WorldModel], profile: str, horizon: int, overrides: tuple[str, ...] = ()):
+    """The model's config from the profile and overrides; trajectory-level models get the requested horizon."""
+    config = build_config(model_cls.Config, profile, model_cls.name, overrides)
     if model_cls.fixed_horizon:
+        if "horizon" in canonical_overrides(overrides, {model_cls.name}):
+            raise UsageError(f"set the horizon of {model_cls.name} with --horizon, not --set")
         config = dataclasses.replace(config, horizon=horizon)
     return config
 
 
-def checkpoint_path(model_cls: type[WorldModel], cell: Cell) -> Path:
+def cell_config(request: EvalRequest) -> dict:
+    """Every setting that shapes a cell's numbers: the model's config and the shared sections."""
+    model_cls = get_model_class(request.model)
+    shared = {name: build_config(cls, request.profile, name, request.overrides)
+              for name, cls in (("data", DataConfig), ("policy", PolicyConfig), ("evaluate", EvalConfig))}
+    shared["evaluate"].n_trajectories = request.n_trajectories or shared["evaluate"].n_trajectories
+    config = {request.model: model_config(model_cls, request.profile, request.horizon, request.overrides), **shared}
+    return {name: identity(value) for name, value in config.items()}
+
+
+def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[str, ...] = ()) -> Path:
     """Keyed by the dataset's fingerprint and the resolved config, so that neither a remade
-    dataset nor an edited profile silently reuses a stale model."""
-    config = dataclasses.asdict(model_config(model_cls, cell.profile, cell.horizon))
-    config_hash = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    dataset, an edited profile nor an override silently reuses a stale model."""
+    config = model_config(model_cls, cell.profile, cell.horizon, overrides)
     slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
     horizon = f"-h{cell.horizon}" if model_cls.fixed_horizon else ""
-    return checkpoints_root() / cell.env / slug / f"{cell.model}-{cell.profile}-{config_hash}-s{cell.seed}{horizon}.pt"
+    name = f"{cell.model}-{profile_label(cell.profile)}-{config_hash(config)}-s{cell.seed}{horizon}.pt"
+    return checkpoints_root() / cell.env / slug / name
 
 
-def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, train: OfflineData, device: str,
-                      progress: bool, say: Callable[[str], None]) -> WorldModel:
-    path = checkpoint_path(model_cls, cell)
-    if path.is_file():
-        say(f"loading {path}")
-        model = WorldModel.load(path, device=device)
-        model.check_horizon(cell.horizon)
-        return model
-    torch.manual_seed(cell.seed)
-    model = model_cls(train.obs_dim, train.act_dim, model_config(model_cls, cell.profile, cell.horizon)).to(device)
-    say(f"training {cell.model} on {train.n_transitions} transitions ({cell.profile} profile)")
-    model.fit(train, generator=torch.Generator().manual_seed(cell.seed), progress=progress)
-    model.save(path)
+def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, request: EvalRequest, train: OfflineData,
+                      device: str, progress: bool, say: Callable[[str], None]) -> WorldModel:
+    path = checkpoint_path(model_cls, cell, request.overrides)
+    with file_lock(path.with_name(f".{path.name}.lock"), lambda: say(f"waiting: another process trains {path}")):
+        if path.is_file():
+            say(f"loading {path}")
+            model = WorldModel.load(path, device=device)
+            model.check_horizon(cell.horizon)
+            return model
+        torch.manual_seed(cell.seed)
+        config = model_config(model_cls, request.profile, cell.horizon, request.overrides)
+        model = model_cls(train.obs_dim, train.act_dim, config).to(device)
+        state_path = path.with_name(f"{path.stem}.train-state.pt")
+        resume = f", resuming from {state_path.name}" if state_path.is_file() else ""
+        say(f"training {cell.model} on {train.n_transitions} transitions ({cell.profile} profile{resume})")
+        model.fit(train, generator=torch.Generator(device).manual_seed(cell.seed), progress=progress,
+                  state_path=state_path)
+        model.save(path)
     return model.eval()
 
 
@@ -164,8 +198,8 @@ def cell_of(request: EvalRequest) -> Cell:
         raise UsageError(f"unknown precision {request.precision!r}; choose one of: {', '.join(PRECISIONS)}")
     label = request.policy if request.policy == "bc" else f"{BEHAVIOUR_LABEL}{request.policy_std:g}"
     return Cell(model=request.model, env=env.name, dataset=request.dataset or default_dataset(env.name),
-                policy=label, profile=request.profile, horizon=request.horizon, seed=request.seed,
-                precision=request.precision)
+                policy=label, profile=profile_label(request.profile), horizon=request.horizon, seed=request.seed,
+                precision=request.precision, config_hash=config_hash(cell_config(request)))
 
 
 def default_dataset(env: str) -> str:
@@ -174,18 +208,19 @@ def default_dataset(env: str) -> str:
     return replay if datasets.dataset_exists(replay) else datasets.default_dataset_id(env, "random")
 
 
-def prepare_inputs(env: str, dataset_id: str, profile: str, policy: str, make_missing: bool, progress: bool,
+def prepare_inputs(env: str, dataset_id: str, profile: str, overrides: tuple[str, ...], policy: str,
+                   make_missing: bool, progress: bool,
                    say: Callable[[str], None]) -> tuple[OfflineData, OfflineData, GaussianPolicy]:
     """The dataset (made if missing), its train/held-out split and the evaluation policy (`bc`:
     fitted if missing; `behaviour-stdS`: the dataset's SAC policy with std S): everything the
     models of one env, dataset, profile and policy share."""
-    ensure_dataset(dataset_id, profile, make_missing, progress, say)
+    ensure_dataset(dataset_id, profile, overrides, make_missing, progress, say)
     offline = datasets.load_dataset(dataset_id)
     if offline.env != env:
         raise DatasetError(f"dataset {dataset_id} was recorded in {offline.env}, not {env}")
     train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
     if policy == "bc":
-        return train, held_out, load_or_fit_policy(dataset_id, train, profile, progress, say)
+        return train, held_out, load_or_fit_policy(dataset_id, train, profile, overrides, progress, say)
     from wmbench.sac import behaviour_policy
 
     return train, held_out, behaviour_policy(dataset_id, float(policy.removeprefix(BEHAVIOUR_LABEL)))
@@ -194,28 +229,40 @@ def prepare_inputs(env: str, dataset_id: str, profile: str, policy: str, make_mi
 def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_missing: bool = True,
              force: bool = False, progress: bool = True,
              say: Callable[[str], None] = _say) -> pd.DataFrame:
-    """Run one evaluation and store its rows; a cell already in the store is returned as stored."""
+    """Run one evaluation and store its rows; a cell already in the store is returned as stored.
+
+    A cell is computed by one process at a time: a second process asking for it waits for the
+    first and then returns its rows."""
     store = store or ResultsStore()
     cell = cell_of(request)
-    model_cls = get_model_class(request.model)
-    eval_config = build_config(EvalConfig, request.profile, "evaluate", n_trajectories=request.n_trajectories)
+    eval_config = build_config(EvalConfig, request.profile, "evaluate", request.overrides,
+                               n_trajectories=request.n_trajectories)
     if eval_config.n_trajectories < 1:
         raise UsageError(f"--n-trajectories must be positive, got {eval_config.n_trajectories}")
     device = resolve_device(request.device)
-    if store.has(cell) and not force:
-        say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
-        return store.read_cell(cell)
+    with store.lock(cell, lambda: say(f"waiting: another process is computing {store.path(cell)}")):
+        stored = None if force else store.load(cell)
+        if stored is not None:
+            say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
+            return stored
+        store.write(cell, _compute(request, cell, eval_config, device, make_missing, progress, say))
+    return store.load(cell)
 
+
+def _compute(request: EvalRequest, cell: Cell, eval_config: EvalConfig, device: str, make_missing: bool,
+             progress: bool, say: Callable[[str], None]) -> pd.DataFrame:
+    """The rows of one cell (dataset, policy and model made or loaded on the way)."""
+    model_cls = get_model_class(request.model)
     env, watch = get_env(cell.env), Stopwatch(device)
     with watch("data"):  # dataset and policy, made or loaded
-        train, held_out, policy = prepare_inputs(cell.env, cell.dataset, cell.profile, cell.policy, make_missing,
-                                                 progress, say)
+        train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides,
+                                                 cell.policy, make_missing, progress, say)
         policy = policy.to(device)
     with watch("model"):  # trained or loaded, then adapted to the policy
-        model = load_or_fit_model(model_cls, cell, train, device, progress, say)
+        model = load_or_fit_model(model_cls, cell, request, train, device, progress, say)
         if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(request.seed), progress=progress):
             say(f"adapted {request.model} to the evaluation policy; saving")
-            model.save(checkpoint_path(model_cls, cell))
+            model.save(checkpoint_path(model_cls, cell, request.overrides))
 
     autocast = torch.autocast(torch.device(device).type, dtype=PRECISIONS[cell.precision],
                               enabled=cell.precision != "fp32")
@@ -246,11 +293,11 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
         rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
     rows += [(f"wall_{stage}_s", 0, seconds) for stage, seconds in watch.seconds.items()]
-    table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
-        n_trajectories=len(starts), **provenance(device), **datasets.card_columns(cell.dataset)
+    return pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+        n_trajectories=len(starts), overrides=canonical_overrides(request.overrides),
+        config=json.dumps(cell_config(request), sort_keys=True), **provenance(device),
+        **datasets.card_columns(cell.dataset),
     )
-    store.write(cell, table)
-    return store.read_cell(cell)
 
 
 def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float]]:

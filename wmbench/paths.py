@@ -1,31 +1,46 @@
-"""Where wmbench keeps things. Each location has an environment variable that overrides it."""
+"""Where wmbench keeps things: one workspace folder for everything a run writes.
+
+The workspace is `WMBENCH_HOME` (set by `wmbench --workspace DIR`), else the current directory.
+Inside it: `datasets/` (the Minari root), `models/cache/` (trained models) and `results/` (the
+results store). Each location also has its own environment variable that overrides it. Nothing
+is ever written inside the installed package.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
+from typing import Callable, Iterator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def workspace() -> Path:
+    """`WMBENCH_HOME`, else the current directory."""
+    return Path(os.environ.get("WMBENCH_HOME") or Path.cwd())
 
 
 def datasets_root() -> Path:
-    """Minari datasets: `MINARI_DATASETS_PATH`, else `datasets/` in the repository."""
-    return Path(os.environ.get("MINARI_DATASETS_PATH", REPO_ROOT / "datasets"))
-
-
-def profiles_dir() -> Path:
-    """Model-config profiles (TOML): `WMBENCH_PROFILES`, else `models/` in the repository."""
-    return Path(os.environ.get("WMBENCH_PROFILES", REPO_ROOT / "models"))
+    """Minari datasets: `MINARI_DATASETS_PATH`, else `datasets/` in the workspace."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH") or workspace() / "datasets")
 
 
 def checkpoints_root() -> Path:
-    """Trained-model cache: `WMBENCH_CACHE`, else `models/cache/` in the repository."""
-    return Path(os.environ.get("WMBENCH_CACHE", REPO_ROOT / "models" / "cache"))
+    """Trained-model cache: `WMBENCH_CACHE`, else `models/cache/` in the workspace."""
+    return Path(os.environ.get("WMBENCH_CACHE") or workspace() / "models" / "cache")
 
 
 def results_root() -> Path:
-    """Results store: `WMBENCH_RESULTS`, else `reports/results/` in the repository."""
-    return Path(os.environ.get("WMBENCH_RESULTS", REPO_ROOT / "reports" / "results"))
+    """The results store: `WMBENCH_RESULTS`, else `results/` in the workspace."""
+    return Path(os.environ.get("WMBENCH_RESULTS") or workspace() / "results")
+
+
+def user_profiles_dir() -> Path | None:
+    """An extra folder of profiles (`WMBENCH_PROFILES`), searched before the built-in ones."""
+    folder = os.environ.get("WMBENCH_PROFILES")
+    return Path(folder) if folder else None
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -37,3 +52,21 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed) for the block; another process
+    asking for it waits (after `on_wait()` is called once). The OS releases it if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -17,14 +17,17 @@ import torch
 from torch import nn
 from tqdm.auto import trange
 
-from wmbench.config import param
+from wmbench.config import config_section, param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.errors import CheckpointError
 from wmbench.paths import atomic_write_bytes
 
 
+@config_section("policy")
 @dataclass
 class PolicyConfig:
+    """The behaviour-cloning evaluation policy (`--policy bc`)."""
+
     hidden: int = param(256, "width of the two hidden layers (ELU + LayerNorm)")
     min_std: float = param(0.1, "floor added to exp(log_std), as in the paper")
     steps: int = param(5000, "behaviour-cloning gradient steps")
@@ -103,7 +106,7 @@ class GaussianPolicy(nn.Module):
         optimiser = torch.optim.Adam(policy.parameters(), lr=config.lr)
         generator = torch.Generator().manual_seed(seed)
         for _ in trange(config.steps, desc="fit policy (BC)", disable=not progress, leave=False):
-            idx = torch.randint(0, len(obs), (config.batch_size,), generator=generator)
+            idx = torch.randint(0, len(obs), (config.batch_size,), generator=generator, device="cpu")
             loss = -policy.log_prob(obs[idx], act[idx]).mean()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -8,19 +8,23 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 
-from wmbench.paths import REPO_ROOT
+from wmbench.paths import PACKAGE_ROOT
 
 
 @functools.cache
 def git_commit() -> str:
-    """The repository's HEAD commit, with `+dirty` when tracked files differ; `unknown` outside git."""
+    """The source checkout's HEAD commit, with `+dirty` when tracked files differ; for an installed
+    package (no checkout around it) its release, `wmbench==VERSION`."""
+    checkout = PACKAGE_ROOT.parent
+    if not (checkout / "pyproject.toml").is_file() or not (checkout / ".git").exists():
+        return f"wmbench=={package_version('wmbench')}"
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=checkout, capture_output=True,
             text=True, timeout=10, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

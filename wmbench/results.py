@@ -1,23 +1,27 @@
 """The results store: tidy rows, one CSV file per evaluated cell, each written atomically.
 
-A cell is one (model, env, dataset, policy, profile, horizon, seed) evaluation. One file per cell
-means concurrent workers never write the same file, an interrupted run leaves every finished cell
-readable, and "is this cell done?" is a file test, which is what lets sweeps resume.
+A cell is one (model, env, dataset, policy, profile, horizon, seed, precision, config) evaluation.
+One file per cell means concurrent workers never write the same file, an interrupted run leaves
+every finished cell readable, and "is this cell done?" is a file test, which is what lets sweeps
+resume. A file that cannot be read (truncated, hand-edited) is named in a warning and skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pandas as pd
 
-from wmbench.paths import atomic_write_bytes, results_root
+from wmbench.paths import atomic_write_bytes, file_lock, results_root
 
 BENCH_DATASET = "bench"  # the dataset of `wmbench bench` rows: untrained models, timings only
-ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "metric", "step", "value"]
+ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "config_hash",
+               "metric", "step", "value"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,33 @@ class Cell:
     horizon: int
     seed: int
     precision: str = "fp32"  # of generation: fp32, or bf16 autocast
+    config_hash: str = ""  # of the cell's resolved config (profile and --set overrides)
 
     def relative_path(self) -> Path:
         dataset = self.dataset.replace("/", ".")
         precision = "" if self.precision == "fp32" else f"__{self.precision}"
-        return Path(self.env, self.model,
-                    f"{dataset}__{self.policy}__{self.profile}__h{self.horizon}__s{self.seed}{precision}.csv")
+        config = f"__{self.config_hash}" if self.config_hash else ""
+        return Path(self.env, self.model, f"{dataset}__{self.policy}__{self.profile}__h{self.horizon}"
+                                          f"__s{self.seed}{precision}{config}.csv")
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    """One results file; `ValueError` (saying why) if it is not a readable table of results."""
+    try:
+        raw = path.read_bytes()
+        if not raw.endswith(b"\n"):  # every file the store writes ends with one
+            raise ValueError("truncated: no final newline")
+        frame = pd.read_csv(io.BytesIO(raw))
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
+    missing = [c for c in ("model", "env", "metric", "step", "value") if c not in frame]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)} column")
+    if frame.empty:
+        raise ValueError("no rows")
+    if not pd.api.types.is_numeric_dtype(frame["value"]) or not pd.api.types.is_numeric_dtype(frame["step"]):
+        raise ValueError("non-numeric step or value")
+    return frame
 
 
 class ResultsStore:
@@ -48,7 +73,27 @@ class ResultsStore:
         return self.root / cell.relative_path()
 
     def has(self, cell: Cell) -> bool:
-        return self.path(cell).is_file()
+        """Whether the cell is stored and readable (an unreadable file is named in a warning)."""
+        return self.load(cell) is not None
+
+    def load(self, cell: Cell) -> pd.DataFrame | None:
+        """The cell's rows, or None when it is not stored or its file cannot be read."""
+        path = self.path(cell)
+        if not path.is_file():
+            return None
+        try:
+            return read_rows(path)
+        except ValueError as err:
+            warnings.warn(f"skipping unreadable results file {path} ({err}); its cell will be recomputed",
+                          stacklevel=2)
+            return None
+
+    @contextlib.contextmanager
+    def lock(self, cell: Cell, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Exclusive hold on one cell, so that two processes never compute it at once."""
+        path = self.path(cell)
+        with file_lock(path.with_name(f".{path.name}.lock"), on_wait):
+            yield
 
     def write(self, cell: Cell, rows: pd.DataFrame) -> Path:
         """Store a cell's rows (replacing any earlier ones); the cell's identity columns are set here."""
@@ -60,9 +105,6 @@ class ResultsStore:
         atomic_write_bytes(path, buffer.getvalue().encode())
         return path
 
-    def read_cell(self, cell: Cell) -> pd.DataFrame:
-        return pd.read_csv(self.path(cell))
-
     def read(self, **filters: str | int | list) -> pd.DataFrame:
         """All stored rows, optionally filtered by column values (a value or a list of values).
 
@@ -71,13 +113,15 @@ class ResultsStore:
         frames = []
         for path in sorted(self.root.glob("**/*.csv")):
             try:
-                frames.append(pd.read_csv(path))
-            except (OSError, ValueError, pd.errors.ParserError) as err:
-                warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=2)
+                frames.append(read_rows(path))
+            except ValueError as err:
+                warnings.warn(f"skipping unreadable results file {path} ({err})", stacklevel=2)
         if not frames:
             return pd.DataFrame(columns=ROW_COLUMNS)
         table = pd.concat(frames, ignore_index=True)
-        table["precision"] = table["precision"].fillna("fp32") if "precision" in table else "fp32"
+        for column, default in (("precision", "fp32"), ("config_hash", "")):  # absent from older stores
+            table[column] = table[column].astype(object).where(table[column].notna(), default) \
+                if column in table else default
         for column, wanted in filters.items():
             if wanted is None:
                 continue

@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
-from wmbench.config import load_profile
+from wmbench.config import canonical_overrides
 from wmbench.evaluate import EvalRequest, cell_of, evaluate, prepare_inputs
 from wmbench.models.base import get_model_class
 from wmbench.paths import atomic_write_bytes
@@ -38,9 +38,8 @@ def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], se
     """Every combination, env-major (datasets are made in this order), checked before anything runs."""
     requests = [EvalRequest(model=m, env=e, horizon=h, seed=s, **common)
                 for e, m, s, h in itertools.product(envs, models, seeds, horizons)]
-    for request in requests:  # an unknown model, env or profile fails here, before hours of work
+    for request in requests:  # an unknown model, env, profile or override fails here, before hours of work
         cell_of(request)
-        load_profile(request.profile)
     return requests
 
 
@@ -55,10 +54,12 @@ def failure_path(store: ResultsStore, cell: Cell) -> Path:
     return store.path(cell).with_suffix(".failed.txt")
 
 
-def _checkpoint_group(cell: Cell) -> tuple:
-    """Cells with equal keys share a trained model."""
+def _checkpoint_group(request: EvalRequest) -> tuple:
+    """Requests with equal keys share a trained model."""
+    cell = cell_of(request)
     horizon = cell.horizon if get_model_class(cell.model).fixed_horizon else None
-    return cell.model, cell.env, cell.dataset, cell.profile, cell.seed, horizon
+    return (cell.model, cell.env, cell.dataset, request.profile, cell.seed, horizon,
+            canonical_overrides(request.overrides, {cell.model}))
 
 
 def _run_group(requests: list[EvalRequest], store_root: str, evaluator: Evaluator) -> list[tuple[Cell, str | None, float]]:
@@ -94,17 +95,18 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
         if store.has(cell):
             outcome.skipped.append(cell)
         else:
-            pending[_checkpoint_group(cell)].append(request)
+            pending[_checkpoint_group(request)].append(request)
     n_pending = sum(map(len, pending.values()))
     say(f"sweep: {len(requests)} cells, {len(outcome.skipped)} already in {store.root}, {n_pending} to run")
     if not pending:
         return outcome
 
     if evaluator is evaluate:  # the shared inputs, made once here rather than raced for by workers
-        shared = {(c.env, c.dataset, c.profile, c.policy) for c in map(cell_of, itertools.chain(*pending.values()))}
-        for env, dataset_id, profile, policy in sorted(shared):
+        shared = {(cell_of(r).env, cell_of(r).dataset, r.profile, r.overrides, cell_of(r).policy)
+                  for r in itertools.chain(*pending.values())}
+        for env, dataset_id, profile, overrides, policy in sorted(shared):
             say(f"preparing {dataset_id} and its {policy} evaluation policy ({profile})")
-            prepare_inputs(env, dataset_id, profile, policy, make_missing=True, progress=progress, say=say)
+            prepare_inputs(env, dataset_id, profile, overrides, policy, make_missing=True, progress=progress, say=say)
 
     bar = tqdm(total=n_pending, desc="sweep", unit="cell", disable=not progress)
 

@@ -48,9 +48,9 @@ class ARDiffusion(AutoregressiveWorldModel):
         y_t = self.schedule.add_noise(y0, t, torch.randn_like(y0))
         return F.mse_loss(self.denoiser(y_t, cond, t), y0)
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True) -> FitReport:
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
         c, device = self.config, self.device
-        generator = generator or torch.Generator().manual_seed(0)
+        generator = generator or torch.Generator(device).manual_seed(0)
         cond = np.concatenate([data.observations, data.actions], axis=1)
         target = np.concatenate([data.next_observations, data.rewards[:, None],
                                  data.terminals[:, None].astype(np.float32)], axis=1)
@@ -58,10 +58,11 @@ class ARDiffusion(AutoregressiveWorldModel):
         self.target_norm = Normaliser.fit(target).to(device)
         cond = self.cond_norm.normalise(torch.as_tensor(cond, device=device))[:, None]
         y0 = self.target_norm.normalise(torch.as_tensor(target, device=device))[:, None]
-        loss, seconds = fit_denoiser(self.denoiser, lambda idx: self.loss(y0[idx], cond[idx]), len(y0), c,
-                                     generator=generator, device=device, desc=f"fit {self.name}", progress=progress)
+        result = fit_denoiser(self, self.denoiser, lambda idx: self.loss(y0[idx], cond[idx]), len(y0), c,
+                              generator=generator, desc=f"fit {self.name}", progress=progress, state_path=state_path)
         self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=loss)
+        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
+                                    extra={"resumed_from": result.resumed_from})
         return self.fit_report
 
     def step(self, obs_hist, act_hist, *, generator):

@@ -115,9 +115,13 @@ class WorldModel(nn.Module, abc.ABC):
         return tensor.device if tensor is not None else torch.device("cpu")
 
     @abc.abstractmethod
-    def fit(self, data: OfflineData, *, generator: torch.Generator | None = None,
-            progress: bool = True) -> FitReport:
-        """Train on offline data (raw units; the model does its own normalisation)."""
+    def fit(self, data: OfflineData, *, generator: torch.Generator | None = None, progress: bool = True,
+            state_path: Path | None = None) -> FitReport:
+        """Train on offline data (raw units; the model does its own normalisation).
+
+        `generator` lives on the model's device. A model trained by the shared loop
+        (`wmbench.models.training.train_steps`) writes a resumable training state to `state_path`
+        as it goes and continues from one found there; others may ignore it."""
 
     @abc.abstractmethod
     def rollout(self, init_obs: torch.Tensor, policy: GaussianPolicy, horizon: int, *,

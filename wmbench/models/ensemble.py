@@ -118,9 +118,11 @@ class MLPEnsemble(AutoregressiveWorldModel):
         mean, _, _ = self(x.expand(self.config.members, -1, -1))
         return (mean - y).square().mean(dim=(1, 2))
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True) -> FitReport:
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
+        """MBPO's training (minutes even at the paper's budget: it stops early); it writes no
+        training state, so `state_path` is unused."""
         c, device = self.config, self.device
-        generator = generator or torch.Generator().manual_seed(0)
+        generator = generator or torch.Generator(device).manual_seed(0)
         inputs = np.concatenate([data.observations, data.actions], axis=1)
         targets = np.concatenate([data.next_observations - data.observations, data.rewards[:, None]], axis=1)
         self.input_norm = Normaliser.fit(inputs).to(device)
@@ -129,13 +131,14 @@ class MLPEnsemble(AutoregressiveWorldModel):
         y = self.target_norm.normalise(torch.as_tensor(targets, device=device))
         term = torch.as_tensor(data.terminals, dtype=torch.float32, device=device)
 
-        order = torch.randperm(len(x), generator=generator).to(device)
+        order = torch.randperm(len(x), generator=generator, device=generator.device).to(device)
         n_hold = min(int(c.holdout_fraction * len(x)), c.holdout_max)
         hold, train = order[:n_hold], order[n_hold:]
         if n_hold == 0 or len(train) < c.batch_size:
             raise ValueError(f"mlp-ensemble needs more than {c.batch_size} training transitions "
                              f"and a hold-out set; got {len(x)} transitions")
-        optimiser = torch.optim.Adam(self.parameters(), lr=c.lr)
+        optimiser = torch.optim.Adam(self.parameters(), lr=c.lr, **({"fused": True} if device.type == "cuda"
+                                                                    else {"foreach": True}))
         best = self._holdout_mse(x[hold], y[hold])
         snapshot = {k: v.clone() for k, v in self.state_dict().items()}
         stale, steps, epoch, loss = 0, 0, 0, torch.tensor(float("nan"))
@@ -144,7 +147,8 @@ class MLPEnsemble(AutoregressiveWorldModel):
         bar = tqdm(total=c.max_epochs, desc="fit mlp-ensemble", unit="epoch", disable=not progress, leave=False)
         self.train()
         while epoch < c.max_epochs and stale < c.patience and not (c.max_steps and steps >= c.max_steps):
-            perms = torch.stack([torch.randperm(len(train), generator=generator) for _ in range(c.members)])
+            perms = torch.stack([torch.randperm(len(train), generator=generator, device=generator.device)
+                                 for _ in range(c.members)])
             perms = train[perms.to(device)]  # an independent shuffle per member
             for b in range(batches):
                 idx = perms[:, b * c.batch_size : (b + 1) * c.batch_size]

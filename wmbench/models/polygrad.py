@@ -37,6 +37,7 @@ from wmbench.models.diffusion import (
     TransformerDenoiser,
     fit_denoiser,
 )
+from wmbench.models.training import random_index
 from wmbench.policy import GaussianPolicy
 
 GUIDANCE_MODES = ("gradient", "none", "sample")
@@ -143,12 +144,12 @@ class PolyGRAD(WorldModel):
         first = torch.cat([s0, x[:, 0, self.obs_dim:]], dim=-1)[:, None]
         return torch.cat([first, x[:, 1:]], dim=1)
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True,
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None,
             policy: GaussianPolicy | None = None) -> FitReport:
         """Train the denoiser; given a `policy` and `tune_every`, delta is tuned as training goes
         (as in the paper's online runs) on batches imagined with the current weights."""
         c = self.config
-        generator = generator or torch.Generator().manual_seed(0)
+        generator = generator or torch.Generator(self.device).manual_seed(0)
         n_windows, batch = self._window_batches(data)
         start_obs = torch.as_tensor(data.observations, device=self.device)
 
@@ -156,11 +157,12 @@ class PolyGRAD(WorldModel):
             if policy is not None and c.tune_every and step % c.tune_every == 0:
                 self.tune_delta(policy, start_obs, 1, generator, progress=False)
 
-        loss, seconds = fit_denoiser(self.denoiser, lambda ids: self.loss(*batch(ids)), n_windows, c,
-                                     generator=generator, device=self.device, desc=f"fit {self.name} (h={c.horizon})",
-                                     progress=progress, after_step=tune)
+        result = fit_denoiser(self, self.denoiser, lambda ids: self.loss(*batch(ids)), n_windows, c,
+                              generator=generator, desc=f"fit {self.name} (h={c.horizon})", progress=progress,
+                              after_step=tune, state_path=state_path)
         self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=loss, extra={"windows": n_windows})
+        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
+                                    extra={"windows": n_windows, "resumed_from": result.resumed_from})
         return self.fit_report
 
     # ------------------------------------------------------------------ generation
@@ -227,8 +229,7 @@ class PolyGRAD(WorldModel):
         deterministic policy). Below that ceiling the paper's rule is unchanged."""
         c = self.config
         for _ in trange(iterations, desc=f"tune {self.name} delta", disable=not progress, leave=False):
-            pick = torch.randint(0, len(start_obs), (c.tune_batch_size,), generator=generator)
-            obs = start_obs[pick.to(start_obs.device)]
+            obs = start_obs[random_index(len(start_obs), c.tune_batch_size, generator, start_obs.device)]
             ceiling = 2 * math.log(float(policy.mean_std(obs)[1].min()))
             traj = self.rollout(obs, policy, c.horizon, generator=generator)
             z = policy.standardise(traj.observations[:, :-1], traj.actions)

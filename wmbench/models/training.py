@@ -1,44 +1,183 @@
-"""The minibatch training loop shared by the gradient-trained world models."""
+"""The minibatch training loop shared by the gradient-trained world models.
+
+What every such model needs lives here once: minibatch indices drawn on the device of the
+generator (no host round trip), a fused (CUDA) or foreach (CPU) Adam, the loss read back only every
+`LOG_EVERY` updates, bf16 autocast, `torch.compile`, and a resumable training state: every
+`checkpoint_every` updates the model, its EMA, the optimiser, every random-number generator and the
+step are written atomically, and a later `fit` with the same `state_path` continues from there. On a
+CPU an interrupted and resumed training ends with exactly the weights of an uninterrupted one.
+
+Seeding contract: the same seed on the same device gives the same numbers. Minibatches and
+sampling noise come from the generator passed to `fit` (on the training device); the loss's own
+draws (diffusion step, noise) from torch's global generator of that device, seeded by the caller.
+CPU and CUDA draw different streams, so their numbers differ.
+"""
 
 from __future__ import annotations
 
+import io
 import time
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import torch
-from tqdm.auto import trange
+from torch import nn
+from tqdm.auto import tqdm
+
+from wmbench.config import param
+from wmbench.paths import atomic_write_bytes
+
+LOG_EVERY = 100  # updates between loss read-backs (each one waits for the device)
+TRAIN_PRECISIONS = ("fp32", "bf16")
+STATE_FORMAT = 1
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of the shared training loop (a base of the models' configs)."""
+
+    lr: float = param(3e-4, "Adam learning rate")
+    batch_size: int = param(256, "training examples per gradient step")
+    train_steps: int = param(1_000_000, "gradient steps")
+    precision: str = param("fp32", "training precision: fp32, or bf16 (autocast; the paper trained with fp16)")
+    compile: bool = param(False, "torch.compile the network for training")
+    checkpoint_every: int = param(10_000, "updates between resumable training states (0: none)", runtime=True)
+
+
+def random_index(n: int, size: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """`size` uniform indices below `n`, drawn on the generator's device, returned on `device`."""
+    idx = torch.randint(0, n, (size,), generator=generator, device=generator.device)
+    return idx.to(device, non_blocking=True)
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"generator": generator.get_state(), "cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(generator: torch.Generator, state: dict) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EMA:
+    """Every `every` steps from step `start` on, `ema = decay * ema + (1 - decay) * weights`
+    (before `start`, the average is a plain copy), as in the PolyGRAD code."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.99, every: int = 10, start: int = 2000):
+        import copy
+
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.every, self.start = decay, every, start
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        if step % self.every:
+            return
+        weight = 1.0 if step < self.start else 1.0 - self.decay
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)
+        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+            ema_b.copy_(b)
+
+
+@dataclass
+class TrainResult:
+    loss: float  # the last loss read back
+    seconds: float  # of training, before an interruption included
+    resumed_from: int  # the step a saved training state was resumed from (0: none)
 
 
 def train_steps(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    parameters: Iterable[torch.nn.Parameter],
+    net: nn.Module,
     n_items: int,
+    config: TrainingConfig,
     *,
-    steps: int,
-    batch_size: int,
-    lr: float,
     generator: torch.Generator,
-    device: torch.device,
     desc: str,
-    progress: bool = True,
+    owner: nn.Module | None = None,
+    ema: EMA | None = None,
     after_step: Callable[[int], None] | None = None,
-) -> tuple[float, float]:
+    state_path: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Adam on `loss_fn(indices)` for uniformly drawn minibatches of item indices.
 
-    `after_step(step)` runs after each update (step counts from 1: EMA, tuning). Returns
-    `(last loss, seconds)`.
+    `net` holds the trained parameters; `owner` (default: `net`) is what the training state saves
+    and restores (the whole world model: normalisers and tuning state too); `ema` is updated after
+    every step, then `after_step(step)` runs (step counts from 1).
     """
-    optimiser = torch.optim.Adam(parameters, lr=lr)
-    start, loss = time.perf_counter(), torch.tensor(float("nan"))
-    bar = trange(steps, desc=desc, disable=not progress, leave=False)
-    for step in bar:
-        idx = torch.randint(0, n_items, (batch_size,), generator=generator).to(device)
-        loss = loss_fn(idx)
+    owner = owner if owner is not None else net
+    device = next(net.parameters()).device
+    if config.precision not in TRAIN_PRECISIONS:
+        raise ValueError(f"training precision must be one of {', '.join(TRAIN_PRECISIONS)}, got {config.precision!r}")
+    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, **fused)
+    start_step, seconds_before = 0, 0.0
+    if state_path is not None and state_path.is_file():
+        start_step, seconds_before = _load_state(state_path, owner, ema, optimiser, generator)
+    if config.compile:
+        net.compile()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+    start, loss, last = time.perf_counter(), None, float("nan")
+    bar = tqdm(total=config.train_steps, initial=start_step, desc=desc, disable=not progress, leave=False)
+    for step in range(start_step + 1, config.train_steps + 1):
+        with autocast:
+            loss = loss_fn(random_index(n_items, config.batch_size, generator, device))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if ema is not None:
+            ema.update(net, step)
         if after_step is not None:
-            after_step(step + 1)
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    return loss.item(), time.perf_counter() - start
+            after_step(step)
+        if step % LOG_EVERY == 0:
+            last = loss.item()
+            bar.set_postfix(loss=f"{last:.4f}")
+        if state_path is not None and config.checkpoint_every and step % config.checkpoint_every == 0 \
+                and step < config.train_steps:
+            _save_state(state_path, step, seconds_before + time.perf_counter() - start, owner, ema, optimiser,
+                        generator)
+        bar.update()
+    bar.close()
+    if loss is not None:
+        last = loss.item()
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)  # finished: the caller saves the model itself
+    return TrainResult(last, seconds_before + time.perf_counter() - start, start_step)
+
+
+def _save_state(path: Path, step: int, seconds: float, owner: nn.Module, ema: EMA | None, optimiser,
+                generator) -> None:
+    buffer = io.BytesIO()
+    torch.save({
+        "format": STATE_FORMAT, "step": step, "seconds": seconds, "owner": owner.state_dict(),
+        "ema": None if ema is None else ema.model.state_dict(), "optimiser": optimiser.state_dict(),
+        "rng": _rng_state(generator),
+    }, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_state(path: Path, owner: nn.Module, ema: EMA | None, optimiser, generator) -> tuple[int, float]:
+    """Restore a saved training state; `(step, seconds trained)`."""
+    from wmbench.errors import CheckpointError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"training-state format {state.get('format')!r}")
+        owner.load_state_dict(state["owner"])
+        if ema is not None:
+            ema.model.load_state_dict(state["ema"])
+        optimiser.load_state_dict(state["optimiser"])
+        _set_rng_state(generator, state["rng"])
+    except Exception as err:
+        raise CheckpointError(f"training state {path} is corrupt or unreadable ({type(err).__name__}); "
+                              "delete it to train from the start") from err
+    return int(state["step"]), float(state["seconds"])

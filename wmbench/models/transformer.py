@@ -21,19 +21,19 @@ from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_model
 from wmbench.models.diffusion import TransformerDenoiser
-from wmbench.models.training import train_steps
+from wmbench.models.training import TrainingConfig, train_steps
 
 CONTEXT = 15
 
 
 @dataclass
-class TransformerConfig:
-    dim: int = param(312, "token width")
-    layers: int = param(6, "transformer blocks")
-    heads: int = param(4, "attention heads")
+class TransformerConfig(TrainingConfig):
     lr: float = param(1e-4, "Adam learning rate")
     batch_size: int = param(1024, "windows of 15 steps per gradient step")
     train_steps: int = param(100_000, "gradient steps")
+    dim: int = param(312, "token width")
+    layers: int = param(6, "transformer blocks")
+    heads: int = param(4, "attention heads")
 
 
 @register_model("transformer")
@@ -57,9 +57,9 @@ class TransformerWorldModel(AutoregressiveWorldModel):
         """Raw `obs [B, T, obs]`, `act [B, T, act]` (T <= 15) -> z-scored targets `[B, T, obs + 2]`."""
         return self.net(self.obs_norm.normalise(obs), self.act_norm.normalise(act))
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True) -> FitReport:
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
         c, device = self.config, self.device
-        generator = generator or torch.Generator().manual_seed(0)
+        generator = generator or torch.Generator(device).manual_seed(0)
         index, padded = data.windows(CONTEXT)
         if len(index) == 0:
             raise ValueError(f"no episode of {data.dataset_id} is long enough for windows of {CONTEXT} steps")
@@ -79,11 +79,11 @@ class TransformerWorldModel(AutoregressiveWorldModel):
             return error.sum() / (w.sum() * self.target_dim)
 
         self.net.train()
-        final, seconds = train_steps(loss, self.net.parameters(), len(index), steps=c.train_steps,
-                                     batch_size=c.batch_size, lr=c.lr, generator=generator, device=device,
-                                     desc=f"fit {self.name}", progress=progress)
+        result = train_steps(loss, self.net, len(index), c, generator=generator, desc=f"fit {self.name}", owner=self,
+                             state_path=state_path, progress=progress)
         self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=seconds, loss=final, extra={"windows": len(index)})
+        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
+                                    extra={"windows": len(index), "resumed_from": result.resumed_from})
         return self.fit_report
 
     def rollout(self, init_obs, policy, horizon, *, generator):

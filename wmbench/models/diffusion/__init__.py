@@ -2,14 +2,12 @@
 
 The network (a denoiser predicting x0) is separate from the sampler, so sampler settings change
 without retraining: `schedule.py` (noise schedule and DDPM posterior), `denoisers.py` (residual
-MLP and causal transformer), `ema.py` (weight averaging used for generation), `fit.py` (the shared
-settings and training routine).
+MLP and causal transformer), `fit.py` (the shared settings and training routine).
 """
 
 from wmbench.models.diffusion.denoisers import ResidualMLPDenoiser, TransformerDenoiser
-from wmbench.models.diffusion.ema import EMA
 from wmbench.models.diffusion.fit import DiffusionConfig, fit_denoiser
 from wmbench.models.diffusion.schedule import DiffusionSchedule
 
-__all__ = ["DiffusionConfig", "DiffusionSchedule", "EMA", "ResidualMLPDenoiser", "TransformerDenoiser",
+__all__ = ["DiffusionConfig", "DiffusionSchedule", "ResidualMLPDenoiser", "TransformerDenoiser",
            "fit_denoiser"]

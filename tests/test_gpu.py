@@ -1,0 +1,91 @@
+"""Every command on CUDA (`gpu` marker: skipped without it; `make gpu-check` runs them), and a check
+that runs everywhere: every random draw that takes a generator names a device, so a CUDA generator
+is never handed to a CPU draw."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from wmbench.bench import run_bench, run_train_bench
+from wmbench.models.base import available_models
+from wmbench.paths import PACKAGE_ROOT
+from wmbench.results import ResultsStore
+from wmbench.sweep import grid, run_sweep
+
+RANDOM_CALLS = {"randint", "randn", "rand", "randperm", "multinomial", "normal", "randn_like", "rand_like"}
+
+
+def test_every_random_draw_with_a_generator_names_its_device():
+    offenders = []
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in RANDOM_CALLS:
+                keywords = {k.arg for k in node.keywords}
+                if "generator" in keywords and "device" not in keywords:
+                    offenders.append(f"{path.relative_to(PACKAGE_ROOT)}:{node.lineno}")
+    assert not offenders, f"random draws with a generator but no device: {offenders}"
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", sorted(available_models()))
+def test_evaluate_on_cuda(hopper_dataset, model):
+    done = cli("evaluate", "--model", model, "--env", "hopper", "--profile", "smoke", "--horizon", "4",
+               "--device", "cuda")
+    assert done.returncode == 0, done.stderr
+    table = ResultsStore().read(model=model, horizon=4)
+    assert torch.cuda.get_device_name() in set(table["device"])
+    assert table.loc[table["metric"] == "mse", "value"].notna().all()
+
+
+@pytest.mark.gpu
+def test_bf16_training_and_generation_on_cuda(hopper_dataset):
+    done = cli("evaluate", "--model", "polygrad", "--env", "hopper", "--profile", "smoke", "--horizon", "4",
+               "--device", "cuda", "--precision", "bf16", "--set", "polygrad.precision=bf16")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.gpu
+def test_bench_on_cuda(tmp_path):
+    names = sorted(available_models())
+    table = run_bench(names, [4], env="hopper", batch=16, profile="smoke", device="cuda", repeats=1,
+                      store=ResultsStore(tmp_path), say=lambda m: None)
+    assert set(table["model"]) == set(names)
+    trained = run_train_bench(["polygrad", "ar-diffusion", "transformer"], [4], env="hopper", profile="smoke",
+                              device="cuda", precision="bf16", updates=5, store=ResultsStore(tmp_path),
+                              say=lambda m: None)
+    assert (trained.loc[trained["metric"] == "train_update_s", "value"] > 0).all()
+
+
+@pytest.mark.gpu
+def test_sweep_with_two_workers_on_cuda(hopper_dataset, tmp_path):
+    requests = grid(["mlp-ensemble", "polygrad"], ["hopper"], [3], [0, 1], profile="smoke", device="cuda")
+    outcome = run_sweep(requests, workers=2, store=ResultsStore(tmp_path), progress=False, say=lambda m: None)
+    assert not outcome.failed and len(outcome.done) == 4
+
+
+@pytest.mark.gpu
+def test_resumed_training_on_cuda_continues_from_the_saved_step(hopper_dataset, tmp_path):
+    env = {**os.environ, "WMBENCH_CACHE": str(tmp_path / "cache"), "WMBENCH_RESULTS": str(tmp_path / "results")}
+    args = ("evaluate", "--model", "ar-diffusion", "--env", "hopper", "--profile", "smoke", "--device", "cuda",
+            "--set", "ar-diffusion.train_steps=400", "--set", "ar-diffusion.checkpoint_every=100")
+    probe = subprocess.Popen([sys.executable, "-m", "wmbench", *args], env=env, stderr=subprocess.PIPE, text=True)
+    states = tmp_path / "cache"
+    for _ in range(600):
+        if list(states.glob("**/*.train-state.pt")) or probe.poll() is not None:
+            break
+        subprocess.run(["sleep", "0.1"])
+    interrupted = bool(list(states.glob("**/*.train-state.pt")))
+    probe.kill()
+    probe.wait()
+    done = cli(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert ("resuming from" in done.stderr) == interrupted
