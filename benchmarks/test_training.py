@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import MODELS, ROUNDS
 
+from wmbench.bench import with_budget
 from wmbench.config import build_config
 from wmbench.models.base import get_model_class
 from wmbench.testing import LinearSystem
@@ -19,10 +20,9 @@ DATA = LinearSystem.random(obs_dim=17, act_dim=6, noise_std=0.01).dataset(episod
 
 
 def few_steps(config):
-    """The profile's config with `STEPS` gradient steps, whatever the model calls that budget."""
-    names = {f.name for f in dataclasses.fields(config)}
-    changes = {name: STEPS for name in names & {"train_steps", "max_steps"}}
-    return dataclasses.replace(config, **changes, **({"ema_start": 0} if "ema_start" in names else {}))
+    """The profile's config with `STEPS` gradient steps and the EMA averaging from the start."""
+    config = with_budget(config, STEPS)
+    return dataclasses.replace(config, ema_start=0) if hasattr(config, "ema_start") else config
 
 
 @pytest.mark.parametrize("name", MODELS)

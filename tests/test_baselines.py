@@ -35,7 +35,9 @@ def one_step(model, data):
                                                 ema_start=300, lr=1e-3)),
     lambda: TransformerWorldModel(4, 2, TransformerConfig(dim=32, layers=2, heads=2, train_steps=800,
                                                           batch_size=32, lr=2e-3)),
-], ids=["ar-diffusion", "transformer"])
+    lambda: TransformerWorldModel(4, 2, TransformerConfig(dim=32, layers=2, heads=2, train_steps=800,
+                                                          batch_size=32, lr=2e-3, precision="bf16")),
+], ids=["ar-diffusion", "transformer", "transformer-bf16-training"])
 def test_learns_a_known_linear_system(make):
     """One-step predictions explain > 95% of the next-state and reward variance."""
     system = LinearSystem.random(obs_dim=4, act_dim=2, seed=1)

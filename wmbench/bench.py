@@ -205,6 +205,10 @@ def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfc
     say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
     tables = []
     for name in models:
+        if precision != "fp32" and not hasattr(model_config(get_model_class(name), profile, 10, overrides),
+                                               "precision"):
+            say(f"{name:>22} skipped: it trains in fp32 only")
+            continue
         for horizon in horizons:
             update, loss = bench_training(name, env, horizon, profile=profile, overrides=overrides, device=device,
                                           precision=precision, updates=updates)
@@ -222,7 +226,7 @@ def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfc
             say(f"{name:>22} h={horizon:<4} {precision} training: {update.seconds * 1e3:8.2f} ms/update "
                 f"({1 / update.seconds:7.1f} updates/s), {update.gflops:8.1f} GFLOP/s "
                 f"({update.gflops / peak:.0%} of peak), loss after {updates + 10} updates {loss:.4g}")
-    return pd.concat(tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def ratio_rows(table: pd.DataFrame, slow: str = "ar-diffusion", fast: str = "polygrad") -> dict[int, float]:

@@ -146,10 +146,13 @@ def model_config(model_cls: type[WorldModel], profile: str, horizon: int, overri
 def cell_config(request: EvalRequest) -> dict:
     """Every setting that shapes a cell's numbers: the model's config and the shared sections."""
     model_cls = get_model_class(request.model)
-    shared = {name: build_config(cls, request.profile, name, request.overrides)
-              for name, cls in (("data", DataConfig), ("policy", PolicyConfig), ("evaluate", EvalConfig))}
-    shared["evaluate"].n_trajectories = request.n_trajectories or shared["evaluate"].n_trajectories
-    config = {request.model: model_config(model_cls, request.profile, request.horizon, request.overrides), **shared}
+    profile, overrides = request.profile, request.overrides
+    config = {
+        request.model: model_config(model_cls, profile, request.horizon, overrides),
+        "data": build_config(DataConfig, profile, "data", overrides),
+        "policy": build_config(PolicyConfig, profile, "policy", overrides),
+        "evaluate": build_config(EvalConfig, profile, "evaluate", overrides, n_trajectories=request.n_trajectories),
+    }
     return {name: identity(value) for name, value in config.items()}
 
 
