@@ -102,8 +102,8 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
         return outcome
 
     if evaluator is evaluate:  # the shared inputs, made once here rather than raced for by workers
-        shared = {(cell_of(r).env, cell_of(r).dataset, r.profile, r.overrides, cell_of(r).policy)
-                  for r in itertools.chain(*pending.values())}
+        todo = list(itertools.chain(*pending.values()))
+        shared = {(c.env, c.dataset, r.profile, r.overrides, c.policy) for c, r in zip(map(cell_of, todo), todo)}
         for env, dataset_id, profile, overrides, policy in sorted(shared):
             say(f"preparing {dataset_id} and its {policy} evaluation policy ({profile})")
             prepare_inputs(env, dataset_id, profile, overrides, policy, make_missing=True, progress=progress, say=say)
