@@ -12,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from wmbench import cli
-from wmbench.paths import PACKAGE_ROOT, checkpoints_root, datasets_root, results_root
 from wmbench.evaluate import cell_of
+from wmbench.paths import PACKAGE_ROOT, checkpoints_root, datasets_root, results_root
 from wmbench.results import ResultsStore
 from wmbench.sweep import grid, run_sweep
+
+from test_cli import run_main
 
 REPO = PACKAGE_ROOT.parent
 WMBENCH = shutil.which("wmbench") or os.path.join(os.path.dirname(sys.executable), "wmbench")
@@ -31,14 +32,6 @@ def clean_env(**extra) -> dict:
 
 def listing(folder: Path) -> set:
     return {(str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*")}
-
-
-def run_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["wmbench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_workspace_holds_every_default_location(monkeypatch, tmp_path):

@@ -76,13 +76,29 @@ def _measure(fn, device: str, repeats: int, transitions: int, autocast) -> Measu
     return Measurement(seconds, flop, transitions)
 
 
-def _check_inputs(models: list[str], device: str, precision: str) -> str:
-    """Fail on a typo before the peak is measured; returns the device."""
+def _start(models: list[str], env: str, device: str, precision: str, say) -> tuple[str, str, float]:
+    """Check the inputs (a typo fails before anything is measured), then measure the matmul peak:
+    `(device, env, peak GFLOP/s)`."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     for name in models:
         get_model_class(name)
-    return resolve_device(device)
+    device, env = resolve_device(device), get_env(env).name
+    peak = matmul_peak_gflops(device, precision)
+    say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
+    return device, env, peak
+
+
+def _store(store: ResultsStore, rows: list, *, name: str, env: str, kind: str, profile: str,
+           overrides: tuple[str, ...], horizon: int, precision: str, device: str, batch: int) -> pd.DataFrame:
+    """Write one model's bench rows as a cell of dataset `bench` (policy `kind`); returns them."""
+    config = model_config(get_model_class(name), profile, horizon, overrides)
+    cell = Cell(name, env, BENCH_DATASET, kind, profile_label(profile), horizon, seed=0, precision=precision,
+                config_hash=config_hash(config))
+    table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+        n_trajectories=batch, overrides=canonical_overrides(overrides, {name}), **provenance(device))
+    store.write(cell, table)
+    return table.assign(model=name, horizon=horizon)
 
 
 def build_untrained(name: str, env: str, horizon: int, *, batch: int = 256, profile: str = "quick",
@@ -132,11 +148,8 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
               profile: str = "quick", overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
               repeats: int = 3, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
     """Measure every (model, horizon), store the rows and return them (one row per measurement)."""
-    device = _check_inputs(models, device, precision)
+    device, env, peak = _start(models, env, device, precision, say)
     store = store or ResultsStore()
-    env = get_env(env).name
-    peak = matmul_peak_gflops(device, precision)
-    say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
     tables = []
     for name in models:
         for horizon in horizons:
@@ -145,13 +158,8 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
             rows = [("gen_time_s", horizon, measured["rollout"].seconds), ("peak_gflops", horizon, peak)]
             for kind, m in measured.items():
                 rows += m.rows("" if kind == "rollout" else f"{kind}_", horizon, peak)
-            config = model_config(get_model_class(name), profile, horizon, overrides)
-            cell = Cell(name, env, BENCH_DATASET, "untrained", profile_label(profile), horizon, seed=0,
-                        precision=precision, config_hash=config_hash(config))
-            table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
-                n_trajectories=batch, overrides=canonical_overrides(overrides, {name}), **provenance(device))
-            store.write(cell, table)
-            tables.append(table.assign(model=name, horizon=horizon))
+            tables.append(_store(store, rows, name=name, env=env, kind="untrained", profile=profile,
+                                 overrides=overrides, horizon=horizon, precision=precision, device=device, batch=batch))
             line = f"{name:>22} h={horizon:<4} rollout {measured['rollout'].seconds:8.4f} s " \
                    f"{measured['rollout'].gflops:7.1f} GFLOP/s ({measured['rollout'].gflops / peak:.0%} of peak)"
             if "denoiser" in measured:
@@ -198,11 +206,8 @@ def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfc
                     overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
                     updates: int = 50, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
     """Time per training update of every (model, horizon), stored as `train_*` rows."""
-    device = _check_inputs(models, device, precision)
+    device, env, peak = _start(models, env, device, precision, say)
     store = store or ResultsStore()
-    env = get_env(env).name
-    peak = matmul_peak_gflops(device, precision)
-    say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
     tables = []
     for name in models:
         if precision != "fp32" and not hasattr(model_config(get_model_class(name), profile, 10, overrides),
@@ -216,13 +221,8 @@ def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfc
                     ("train_gflop", horizon, update.flop / 1e9), ("train_gflops_achieved", horizon, update.gflops),
                     ("train_peak_fraction", horizon, update.gflops / peak), ("peak_gflops", horizon, peak),
                     ("train_loss", horizon, loss)]
-            config = model_config(get_model_class(name), profile, horizon, overrides)
-            cell = Cell(name, env, BENCH_DATASET, "training", profile_label(profile), horizon, seed=0,
-                        precision=precision, config_hash=config_hash(config))
-            table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
-                n_trajectories=0, overrides=canonical_overrides(overrides, {name}), **provenance(device))
-            store.write(cell, table)
-            tables.append(table.assign(model=name, horizon=horizon))
+            tables.append(_store(store, rows, name=name, env=env, kind="training", profile=profile,
+                                 overrides=overrides, horizon=horizon, precision=precision, device=device, batch=0))
             say(f"{name:>22} h={horizon:<4} {precision} training: {update.seconds * 1e3:8.2f} ms/update "
                 f"({1 / update.seconds:7.1f} updates/s), {update.gflops:8.1f} GFLOP/s "
                 f"({update.gflops / peak:.0%} of peak), loss after {updates + 10} updates {loss:.4g}")

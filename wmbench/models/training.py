@@ -15,6 +15,7 @@ CPU and CUDA draw different streams, so their numbers differ.
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 from dataclasses import dataclass
@@ -70,8 +71,6 @@ class EMA:
     (before `start`, the average is a plain copy), as in the PolyGRAD code."""
 
     def __init__(self, model: nn.Module, decay: float = 0.99, every: int = 10, start: int = 2000):
-        import copy
-
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.every, self.start = decay, every, start
 
