@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmbench.models.ardiffusion import ARDiffusion, ARDiffusionConfig
+from wmbench.models.ardiffusion import ARDiffusion, ARDiffusionConfig, ARDiffusionTwoRow
 from wmbench.models.transformer import CONTEXT, TransformerConfig, TransformerWorldModel
 from wmbench.testing import LinearSystem, WorldModelConformance, simple_policy
 
@@ -15,6 +15,11 @@ TINY_TRANSFORMER = dict(dim=32, layers=2, heads=2, train_steps=40, batch_size=32
 class TestARDiffusionConformance(WorldModelConformance):
     def make_model(self, obs_dim, act_dim):
         return ARDiffusion(obs_dim, act_dim, ARDiffusionConfig(**TINY_DIFFUSION))
+
+
+class TestARDiffusionTwoRowConformance(WorldModelConformance):
+    def make_model(self, obs_dim, act_dim):
+        return ARDiffusionTwoRow(obs_dim, act_dim, ARDiffusionConfig(**TINY_DIFFUSION))
 
 
 class TestTransformerConformance(WorldModelConformance):
@@ -33,11 +38,13 @@ def one_step(model, data):
 @pytest.mark.parametrize("make", [
     lambda: ARDiffusion(4, 2, ARDiffusionConfig(diffusion_steps=16, width=128, blocks=2, train_steps=1500,
                                                 ema_start=300, lr=1e-3)),
+    lambda: ARDiffusionTwoRow(4, 2, ARDiffusionConfig(diffusion_steps=16, width=128, blocks=2, train_steps=1500,
+                                                      ema_start=300, lr=1e-3)),
     lambda: TransformerWorldModel(4, 2, TransformerConfig(dim=32, layers=2, heads=2, train_steps=800,
                                                           batch_size=32, lr=2e-3)),
     lambda: TransformerWorldModel(4, 2, TransformerConfig(dim=32, layers=2, heads=2, train_steps=800,
                                                           batch_size=32, lr=2e-3, precision="bf16")),
-], ids=["ar-diffusion", "transformer", "transformer-bf16-training"])
+], ids=["ar-diffusion", "ar-diffusion-2row", "transformer", "transformer-bf16-training"])
 def test_learns_a_known_linear_system(make):
     """One-step predictions explain > 95% of the next-state and reward variance."""
     system = LinearSystem.random(obs_dim=4, act_dim=2, seed=1)

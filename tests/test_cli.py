@@ -107,7 +107,7 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--model", "nope"], "unknown model 'nope'; choose one of: ar-diffusion, mlp-ensemble, polygrad"),
+    (["--model", "nope"], "unknown model 'nope'; choose one of: ar-diffusion, ar-diffusion-2row, linear, mlp-ensemble"),
     (["--env", "ant"], "unknown env 'ant'; choose one of: halfcheetah, hopper, walker2d"),
     (["--profile", "huge"], "unknown profile 'huge'; choose one of: paper, quick, smoke"),
     (["--horizon", "0"], "--horizon must be a positive"),

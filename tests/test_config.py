@@ -32,6 +32,26 @@ def test_a_profile_file_extends_another(tmp_path):
         load_profile(str(loop))
 
 
+def test_per_env_tables_override_their_model_for_that_env_only(tmp_path):
+    from wmbench.evaluate import model_config
+
+    polygrad = get_model_class("polygrad")
+    assert model_config(polygrad, "paper", 10, env="hopper").tau == 0.1  # the authors' Hopper setting
+    assert model_config(polygrad, "paper", 10, env="halfcheetah").tau == 1.0
+    assert model_config(polygrad, "paper", 10, ("polygrad.tau=0.5",), env="hopper").tau == 0.5  # --set wins
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "paper"\n[polygrad.hopper]\nblocks = 3\n')  # merged key by key
+    config = model_config(polygrad, str(child), 10, env="hopper")
+    assert (config.tau, config.blocks, config.width) == (0.1, 3, 1024)
+    request = dict(model="polygrad", horizon=10, profile="paper")
+    assert cell_of(EvalRequest(env="hopper", **request)).config_hash != \
+        cell_of(EvalRequest(env="walker2d", **request)).config_hash
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[polygrad.hoper]\ntau = 0.1\n")
+    with pytest.raises(UsageError, match=r"\[polygrad.hoper\]: not an env"):
+        model_config(polygrad, str(typo), 10, env="hopper")
+
+
 def test_overrides_are_parsed_as_toml_and_checked():
     parsed = parse_overrides(("polygrad.train_steps=7", "polygrad.lr=1e-4", "polygrad.guidance=none",
                               "mlp-ensemble.weight_decay=[1e-5, 1e-5, 1e-5]", "polygrad.delta_init=1"))

@@ -61,3 +61,27 @@ def test_action_histogram_is_a_density_over_fixed_bins():
     assert np.sum(density * widths) == pytest.approx(1.0)
     centre = np.argmin(np.abs((metrics.HIST_EDGES[:-1] + metrics.HIST_EDGES[1:]) / 2))
     assert density[centre] == pytest.approx(1 / np.sqrt(2 * np.pi), abs=0.03)
+
+
+def test_alive_mask_keeps_the_terminal_state_and_drops_what_follows():
+    # trajectory 0 terminates on transition 1 (s_2 is terminal), trajectory 1 never, 2 on transition 0
+    terminals = np.array([[False, True, False], [False, False, False], [True, False, False]])
+    expected = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    np.testing.assert_array_equal(metrics.alive_mask(terminals), expected)
+    np.testing.assert_allclose(metrics.alive_fraction(terminals), [1, 1, 2 / 3, 1 / 3])
+
+
+def test_mse_alive_averages_only_alive_trajectories_by_hand():
+    true = np.zeros((3, 4, 1))
+    pred = np.array([[0.0, 1, 2, 3], [0, 1, 1, 1], [0, 5, 7, 9]])[..., None]
+    terminals = np.array([[False, True, False], [False, False, False], [True, False, False]])
+    alive = metrics.state_mse_alive(pred, true, terminals)
+    np.testing.assert_allclose(alive, [0.0, (1 + 1 + 25) / 3, (4 + 1) / 2, 1.0])
+    # the unmasked error counts the runaway trajectory after its termination
+    assert metrics.state_mse(pred, true)[3] == pytest.approx((9 + 1 + 81) / 3)
+
+
+def test_mse_alive_is_nan_where_every_trajectory_has_terminated():
+    terminals = np.array([[True, False]])
+    alive = metrics.state_mse_alive(np.ones((1, 3, 2)), np.zeros((1, 3, 2)), terminals)
+    assert alive[1] == 1.0 and np.isnan(alive[2])

@@ -120,6 +120,24 @@ def test_inpainting_keeps_the_first_state_exact_through_sampling():
         torch.testing.assert_close(s0, init, atol=1e-5, rtol=0)
 
 
+def test_the_denoiser_is_given_the_executed_action_and_the_trajectory_the_drawn_one():
+    system = LinearSystem.random(seed=3)
+    model = PolyGRAD(3, 2, PolyGRADConfig(**TINY))
+    model._window_batches(system.dataset())
+    seen = []
+    real_forward = model.denoiser.forward
+
+    def spy(x, scaled, t):
+        seen.append(model.act_norm.unnormalise(scaled / model.schedule.sqrt_alpha_bar[t].view(-1, 1, 1)))
+        return real_forward(x, scaled, t)
+
+    model.denoiser.forward = spy
+    wide = simple_policy(3, 2, std=2.0)  # most of its actions leave [-1, 1]
+    traj = model.rollout(init_obs(system, n=64), wide, 6, generator=torch.Generator().manual_seed(0))
+    assert (traj.actions.abs() > 1.5).float().mean() > 0.1  # stored as drawn: the calibration sees them
+    assert max(float(a.abs().max()) for a in seen) <= 1.0 + 1e-5
+
+
 def constant_state_system(obs_dim=3, act_dim=2):
     """States never change, so the policy's action distribution at each state is fixed."""
     return LinearSystem(A=np.eye(obs_dim), B=np.zeros((obs_dim, act_dim)), c=np.zeros(obs_dim), d=np.zeros(act_dim))

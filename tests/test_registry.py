@@ -11,13 +11,13 @@ from wmbench.testing import WorldModelConformance
 
 @pytest.fixture
 def extension(monkeypatch):
-    """Pretend an installed package exposes `toy_extension:PersistenceModel` as `persistence`."""
-    entry = metadata.EntryPoint(name="persistence", value="toy_extension:PersistenceModel", group=base.ENTRY_POINT_GROUP)
+    """Pretend an installed package exposes `toy_extension:PersistenceModel` as `toy-persistence`."""
+    entry = metadata.EntryPoint(name="toy-persistence", value="toy_extension:PersistenceModel", group=base.ENTRY_POINT_GROUP)
     real = metadata.entry_points
     monkeypatch.setattr(metadata, "entry_points",
                         lambda **kw: [entry] if kw.get("group") == base.ENTRY_POINT_GROUP else real(**kw))
     yield
-    base._REGISTRY.pop("persistence", None)
+    base._REGISTRY.pop("toy-persistence", None)
 
 
 def test_builtin_models_are_listed():
@@ -30,8 +30,8 @@ def test_unknown_model_lists_the_choices():
 
 
 def test_entry_point_adds_a_model_without_editing_wmbench(extension, tmp_path):
-    cls = get_model_class("persistence")
-    assert cls.name == "persistence"
+    cls = get_model_class("toy-persistence")
+    assert cls.name == "toy-persistence"
     model = cls(3, 2)
     model.fit(None)
     model.save(tmp_path / "m.pt")
@@ -60,9 +60,9 @@ class TestPersistenceConformance(WorldModelConformance):
     def _registered(cls):
         from toy_extension import PersistenceModel
 
-        register_model("persistence")(PersistenceModel)
+        register_model("toy-persistence")(PersistenceModel)
         yield
-        base._REGISTRY.pop("persistence", None)
+        base._REGISTRY.pop("toy-persistence", None)
 
     def make_model(self, obs_dim, act_dim):
         from toy_extension import PersistenceModel

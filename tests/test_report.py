@@ -113,3 +113,43 @@ def test_report_needs_results_and_one_profile(tmp_path):
         write_report(store, tmp_path / "out")
     write_report(store, tmp_path / "out", profile="smoke")
     assert "Profile `smoke`" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(tmp_path):
+    store, ratios = ResultsStore(tmp_path / "results"), {0: 0.4, 1: 0.5, 2: 0.6}
+    for env in ("hopper", "halfcheetah"):
+        for seed in SEEDS:
+            for model in ("persistence", "polygrad"):
+                floor = 2.0 * (seed + 1)
+                last = floor * (ratios[seed] if model == "polygrad" else 1.0)
+                alive = 0.1 if (env == "hopper" and model == "polygrad") else 0.9
+                rows = [(metric, k, last * k / 10) for metric in ("mse", "mse_alive") for k in range(1, 11)]
+                rows += [("alive_fraction", k, alive if k == 10 else 1.0) for k in range(1, 11)]
+                rows += [("gen_time_s", 10, 0.1), ("action_z_std", 0, 1.0)]
+                curve = [("curve_mse", 10, last * 3, 100), ("curve_mse", 10, last, 200)] if model == "polygrad" \
+                    else [("curve_mse", 10, last, 0)]
+                table = pd.concat([
+                    pd.DataFrame(rows, columns=["metric", "step", "value"]),
+                    pd.DataFrame(curve, columns=["metric", "step", "value", "train_step"]).assign(
+                        train_flops=lambda f: f["train_step"] * 1e9)])
+                store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", "quick", 10, seed),
+                            table.assign(n_trajectories=256))
+    write_report(store, tmp_path / "out")
+    out = tmp_path / "out"
+    scores = pd.read_csv(out / "aggregate_table.csv")
+    polygrad = scores[(scores["model"] == "polygrad") & (scores["metric"] == "mse")].iloc[0]
+    assert polygrad["iqm"] == pytest.approx(0.5)  # IQM of 0.4, 0.4, 0.5, 0.5, 0.6, 0.6
+    assert polygrad["ci_low"] <= 0.5 <= polygrad["ci_high"] and (polygrad["n_envs"], polygrad["n_runs"]) == (2, 6)
+    assert scores.loc[scores["model"] == "persistence", "iqm"].eq(1.0).all()
+    readme = (out / "README.md").read_text()
+    assert readme.index("## Aggregate score") < readme.index("## State error versus step")
+    mse = [[cell.strip() for cell in line.strip("|").split("|")] for line in (out / "mse_table.md").read_text().splitlines()]
+    hopper_col = mse[0].index("hopper h=10")
+    rows = {line[0]: line for line in mse[2:]}
+    assert rows["polygrad"][hopper_col].endswith("† (10% alive)")
+    assert "†" not in " ".join(rows["persistence"]) and "†" not in rows["polygrad"][mse[0].index("halfcheetah h=10")]
+    curves = pd.read_csv(out / "learning_curves.csv")
+    point = curves[(curves["model"] == "polygrad") & (curves["panel"] == "hopper") & (curves["train_step"] == 100)]
+    assert point["mean"].iloc[0] == pytest.approx(np.mean([3 * 2.0 * (s + 1) * ratios[s] for s in SEEDS]))
+    assert point["train_flops"].iloc[0] == pytest.approx(100e9)
+    assert (out / "learning_curves.png").stat().st_size > 10_000 and (out / "aggregate.png").stat().st_size > 10_000

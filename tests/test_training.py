@@ -11,7 +11,8 @@ import torch
 
 from wmbench.bench import bench_training, count_flops, run_train_bench
 from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
-from wmbench.models.training import EMA
+from wmbench.models.base import WorldModel
+from wmbench.models.training import EMA, snapshot_path
 from wmbench.results import ResultsStore
 from wmbench.testing import LinearSystem, simple_policy
 
@@ -83,6 +84,21 @@ def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
     assert killed.returncode == -9, killed.stderr
     assert torch.load(state, weights_only=True)["step"] == 20
     assert_same_state(train(state), train())
+
+
+def test_snapshots_are_the_model_at_that_step_and_leave_training_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setitem(CONFIG, "snapshot_every", 20)
+    state = tmp_path / "model.train-state.pt"
+    with_snapshots = train(state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.step-20.pt", "model.step-40.pt"]
+    monkeypatch.setitem(CONFIG, "snapshot_every", 0)
+    assert_same_state(with_snapshots, train())
+    monkeypatch.setitem(CONFIG, "train_steps", 40)  # a training that ends at 40 saves what the snapshot holds
+    shorter, snapshot = train(), WorldModel.load(snapshot_path(state, 40))
+    for key, value in shorter.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, snapshot.state_dict()[key]), key
+    assert snapshot.fit_report.steps == 40 and snapshot.delta_history == shorter.delta_history
 
 
 def test_flops_of_a_linear_training_step_are_6_batch_in_out():

@@ -92,7 +92,7 @@ def _start(models: list[str], env: str, device: str, precision: str, say) -> tup
 def _store(store: ResultsStore, rows: list, *, name: str, env: str, kind: str, profile: str,
            overrides: tuple[str, ...], horizon: int, precision: str, device: str, batch: int) -> pd.DataFrame:
     """Write one model's bench rows as a cell of dataset `bench` (policy `kind`); returns them."""
-    config = model_config(get_model_class(name), profile, horizon, overrides)
+    config = model_config(get_model_class(name), profile, horizon, overrides, env)
     cell = Cell(name, env, BENCH_DATASET, kind, profile_label(profile), horizon, seed=0, precision=precision,
                 config_hash=config_hash(config))
     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
@@ -107,7 +107,7 @@ def build_untrained(name: str, env: str, horizon: int, *, batch: int = 256, prof
     """A model and a policy at the profile's sizes with seeded random weights, and `batch` start states."""
     spec, cls = get_env(env), get_model_class(name)
     torch.manual_seed(0)
-    model = cls(spec.obs_dim, spec.act_dim, model_config(cls, profile, horizon, overrides)).to(device).eval()
+    model = cls(spec.obs_dim, spec.act_dim, model_config(cls, profile, horizon, overrides, spec.name)).to(device).eval()
     model.check_horizon(horizon)
     policy_config = build_config(PolicyConfig, profile, "policy", overrides)
     policy = GaussianPolicy(spec.obs_dim, spec.act_dim, policy_config.hidden, policy_config.min_std)
@@ -174,18 +174,9 @@ def with_budget(config, updates: int):
     return dataclasses.replace(config, **{name: updates for name in names & {"train_steps", "max_steps"}})
 
 
-def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick", overrides: tuple[str, ...] = (),
-                   device: str = "cpu", precision: str = "fp32", updates: int = 50,
-                   warmup: int = 10) -> tuple[Measurement, float]:
-    """`(one update, final loss)`: training at the profile's sizes (batch, width) on a synthetic dataset
-    of the env's dimensions. Time and FLOPs are the difference between a training of `warmup` and one
-    of `warmup + updates` updates, so that setup, compilation and warm-up cancel out."""
-    spec, cls = get_env(env), get_model_class(name)
-    config = model_config(cls, profile, horizon, overrides)
-    if precision != "fp32":
-        if not hasattr(config, "precision"):
-            raise UsageError(f"{name} trains in fp32 only (its config has no precision field)")
-        config = dataclasses.replace(config, precision=precision)
+def _fitter(cls: type[WorldModel], config, spec, device: str):
+    """`fit(n)`: a fresh model of `config` trained for `n` updates on a synthetic dataset of the env's
+    dimensions (a model's cost per update does not depend on its data)."""
     data = LinearSystem.random(spec.obs_dim, spec.act_dim, noise_std=0.01).dataset(episodes=40, length=60)
 
     def fit(n: int) -> WorldModel:
@@ -194,12 +185,36 @@ def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick",
         model.fit(data, generator=torch.Generator(device).manual_seed(0), progress=False)
         return model
 
+    return fit
+
+
+def training_flop_per_update(cls: type[WorldModel], config, spec, device: str = "cpu", warmup: int = 10,
+                             counted: int = 5) -> int:
+    """FLOPs of one training update, as the difference between trainings of `warmup + counted` and
+    `warmup` updates (setup cancels out); every update costs the same."""
+    fit = _fitter(cls, dataclasses.replace(config, snapshot_every=0) if hasattr(config, "snapshot_every")
+                  else config, spec, device)
+    return (count_flops(lambda: fit(warmup + counted)) - count_flops(lambda: fit(warmup))) // counted
+
+
+def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick", overrides: tuple[str, ...] = (),
+                   device: str = "cpu", precision: str = "fp32", updates: int = 50,
+                   warmup: int = 10) -> tuple[Measurement, float]:
+    """`(one update, final loss)`: training at the profile's sizes (batch, width) on a synthetic dataset
+    of the env's dimensions. Time and FLOPs are the difference between a training of `warmup` and one
+    of `warmup + updates` updates, so that setup, compilation and warm-up cancel out."""
+    spec, cls = get_env(env), get_model_class(name)
+    config = model_config(cls, profile, horizon, overrides, spec.name)
+    if precision != "fp32":
+        if not hasattr(config, "precision"):
+            raise UsageError(f"{name} trains in fp32 only (its config has no precision field)")
+        config = dataclasses.replace(config, precision=precision)
+    fit = _fitter(cls, config, spec, device)
     fit(warmup)  # caches, kernels, allocator
     model, seconds = timed(lambda: fit(warmup + updates), device)
     seconds -= timed(lambda: fit(warmup), device)[1]
-    counted = min(updates, 5)  # every update costs the same; counting is slow
-    flop = count_flops(lambda: fit(warmup + counted)) - count_flops(lambda: fit(warmup))
-    return Measurement(seconds / updates, flop // counted, 0), model.fit_report.loss
+    flop = training_flop_per_update(cls, config, spec, device, warmup, counted=min(updates, 5))
+    return Measurement(seconds / updates, flop, 0), model.fit_report.loss
 
 
 def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah", profile: str = "quick",

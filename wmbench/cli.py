@@ -27,6 +27,9 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=False)
 SET_HELP = ("Override one config field: SECTION.KEY=VALUE, repeatable (e.g. --set polygrad.train_steps=20000 "
             "--set data.steps=50000); the value is a TOML literal. `wmbench models --config` lists the fields.")
+EVAL_EVERY_HELP = ("Learning curve: also evaluate the model every N training updates (same starts and policy as the "
+                   "final evaluation; stored as curve_* rows with the update and training FLOPs). Models trained by "
+                   "the shared loop only; others get the final point. Default: the profile's (0, off).")
 
 
 @app.callback()
@@ -57,6 +60,7 @@ def evaluate(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories to generate (default: the profile's)."),
+    eval_every: Optional[int] = typer.Option(None, help=EVAL_EVERY_HELP),
     dataset: Optional[str] = typer.Option(
         None, help="Minari dataset id (default: wmbench/ENV/sac-replay-v0 if made, else wmbench/ENV/random-v0)."),
     policy: str = typer.Option("bc", help="Evaluation policy: bc (behaviour cloning on the dataset) or behaviour "
@@ -73,8 +77,8 @@ def evaluate(
     from wmbench.evaluate import evaluate as run
 
     request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, overrides=tuple(set_),
-                          dataset=dataset, n_trajectories=n_trajectories, device=device, policy=policy, precision=precision,
-                          **({} if policy_std is None else {"policy_std": policy_std}))
+                          dataset=dataset, n_trajectories=n_trajectories, eval_every=eval_every, device=device, policy=policy,
+                          precision=precision, **({} if policy_std is None else {"policy_std": policy_std}))
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]
     title = (f"{first['model']} on {first['dataset']} | policy {first['policy']} | h = {first['horizon']} | seed {first['seed']} | "
@@ -104,7 +108,8 @@ def _split(value: str, kind: type = str, option: str = "") -> list:
 
 @app.command()
 def sweep(
-    models: str = typer.Option("mlp-ensemble,polygrad,ar-diffusion,transformer", help="Comma-separated model names."),
+    models: str = typer.Option("mlp-ensemble,polygrad,ar-diffusion,transformer,linear,persistence",
+                               help="Comma-separated model names (the floors linear and persistence train in seconds)."),
     envs: str = typer.Option("halfcheetah,hopper,walker2d", help="Comma-separated envs."),
     horizons: str = typer.Option("10", help="Comma-separated horizons, e.g. 10,50,200."),
     seeds: str = typer.Option("0,1", help="Comma-separated seeds (the unit of replication)."),
@@ -113,6 +118,7 @@ def sweep(
     workers: int = typer.Option(1, help="Parallel worker processes (each gets cores / workers threads)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell (default: the profile's)."),
+    eval_every: Optional[int] = typer.Option(None, help=EVAL_EVERY_HELP),
     policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
     policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2)."),
 ) -> None:
@@ -126,8 +132,8 @@ def sweep(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     requests = grid(_split(models, option="--models"), _split(envs, option="--envs"),
                     _split(horizons, int, "--horizons"), _split(seeds, int, "--seeds"),
-                    profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories, policy=policy,
-                    **({} if policy_std is None else {"policy_std": policy_std}))
+                    profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories,
+                    eval_every=eval_every, policy=policy, **({} if policy_std is None else {"policy_std": policy_std}))
     outcome = run_sweep(requests, workers=workers)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
                   f"{len(outcome.failed)} failed", highlight=False)

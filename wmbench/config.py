@@ -3,7 +3,8 @@
 A config is a dataclass whose fields are declared with `param(default, "one-line doc")`, so that
 `wmbench models --config` can explain every knob. A profile (`smoke`, `quick`, `paper`, shipped in
 the package's `profiles/`, or any TOML file given by path) has one table per config section (a model
-name, `policy`, `data`, `evaluate`) whose keys override the dataclass defaults; a profile may start
+name, `policy`, `data`, `evaluate`) whose keys override the dataclass defaults, and a model's table
+may hold per-env tables (`[polygrad.hopper]`) that override it for one env; a profile may start
 from another with `extends = "quick"`. Overrides from the command line (`--set polygrad.width=256`)
 are applied last, checked against the section's fields, and are part of a result's identity.
 """
@@ -114,7 +115,11 @@ def load_profile(profile: str) -> dict[str, dict[str, Any]]:
         for name, values in raw.items():
             if not isinstance(values, dict):
                 raise UsageError(f"profile {path}: {name!r} must be a [table] of settings")
-            sections[name] = {**values, **sections.get(name, {})}  # the child's keys win
+            merged = {**values, **sections.get(name, {})}  # the child's keys win
+            for key, value in values.items():  # and an env's table merges key by key too
+                if isinstance(value, dict) and isinstance(merged[key], dict):
+                    merged[key] = {**value, **merged[key]}
+            sections[name] = merged
         profile = parent
     return sections
 
@@ -190,10 +195,20 @@ def canonical_overrides(overrides: tuple[str, ...], sections: set[str] | None = 
 
 
 def build_config(config_cls: type[T], profile: str, section: str, overrides: tuple[str, ...] = (),
-                 **explicit: Any) -> T:
-    """`config_cls` with its defaults overridden by `[section]` of the profile, then by `explicit`
-    (values of None are ignored), then by the `--set` overrides of that section."""
-    values = dict(load_profile(profile).get(section, {}))
+                 env: str | None = None, **explicit: Any) -> T:
+    """`config_cls` with its defaults overridden by `[section]` of the profile, then by its
+    `[section.ENV]` table for the given `env` (the authors' per-env settings, e.g. Hopper's tau),
+    then by `explicit` (values of None are ignored), then by the `--set` overrides of that section."""
+    from wmbench.envs import ENVS
+
+    table = load_profile(profile).get(section, {})
+    per_env = {key: value for key, value in table.items() if isinstance(value, dict)}
+    unknown_envs = sorted(set(per_env) - set(ENVS))
+    if unknown_envs:
+        raise UsageError(f"profile {profile!r}, [{section}.{unknown_envs[0]}]: not an env; per-env tables are "
+                         f"named after one of: {', '.join(ENVS)}")
+    values = {key: value for key, value in table.items() if key not in per_env}
+    values.update(per_env.get(env, {}))
     values.update({k: v for k, v in explicit.items() if v is not None})
     values.update(parse_overrides(tuple(overrides)).get(section, {}))
     known = {f.name for f in dataclasses.fields(config_cls)}

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from wmbench import data as datasets
 from wmbench import metrics
@@ -31,10 +32,11 @@ from wmbench.config import (
     profile_label,
 )
 from wmbench.data import OfflineData
-from wmbench.envs import get_env
+from wmbench.envs import EnvSpec, get_env
 from wmbench.errors import DatasetError, UsageError
-from wmbench.models.base import WorldModel, get_model_class
-from wmbench.oracle import Oracle
+from wmbench.models.base import Trajectories, WorldModel, get_model_class
+from wmbench.models.training import TrainingConfig, snapshot_path, training_state_path
+from wmbench.oracle import Oracle, Replay
 from wmbench.paths import checkpoints_root, file_lock
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
@@ -65,6 +67,8 @@ class EvalConfig:
 
     n_trajectories: int = param(256, "trajectories generated and replayed per evaluation")
     warmup_trajectories: int = param(8, "batch of the untimed warm-up rollout")
+    eval_every: int = param(0, "also evaluate the model (its EMA weights) every this many training updates, for "
+                               "learning curves (0: at the end only)")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class EvalRequest:
     overrides: tuple[str, ...] = ()  # `--set SECTION.KEY=VALUE`, as given
     dataset: str | None = None
     n_trajectories: int | None = None
+    eval_every: int | None = None
     device: str = "cpu"
     policy: str = "bc"
     policy_std: float = DEFAULT_POLICY_STD
@@ -133,9 +138,11 @@ def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overri
     return policy
 
 
-def model_config(model_cls: type[WorldModel], profile: str, horizon: int, overrides: tuple[str, ...] = ()):
-    """The model's config from the profile and overrides; trajectory-level models get the requested horizon."""
-    config = build_config(model_cls.Config, profile, model_cls.name, overrides)
+def model_config(model_cls: type[WorldModel], profile: str, horizon: int, overrides: tuple[str, ...] = (),
+                 env: str | None = None):
+    """The model's config from the profile (its env's table included) and overrides; trajectory-level
+    models get the requested horizon."""
+    config = build_config(model_cls.Config, profile, model_cls.name, overrides, env=env)
     if model_cls.fixed_horizon:
         if "horizon" in canonical_overrides(overrides, {model_cls.name}):
             raise UsageError(f"set the horizon of {model_cls.name} with --horizon, not --set")
@@ -148,18 +155,36 @@ def cell_config(request: EvalRequest) -> dict:
     model_cls = get_model_class(request.model)
     profile, overrides = request.profile, request.overrides
     config = {
-        request.model: model_config(model_cls, profile, request.horizon, overrides),
+        request.model: model_config(model_cls, profile, request.horizon, overrides, get_env(request.env).name),
         "data": build_config(DataConfig, profile, "data", overrides),
         "policy": build_config(PolicyConfig, profile, "policy", overrides),
-        "evaluate": build_config(EvalConfig, profile, "evaluate", overrides, n_trajectories=request.n_trajectories),
+        "evaluate": eval_config(request),
     }
     return {name: identity(value) for name, value in config.items()}
+
+
+def eval_config(request: EvalRequest) -> EvalConfig:
+    config = build_config(EvalConfig, request.profile, "evaluate", request.overrides,
+                          n_trajectories=request.n_trajectories, eval_every=request.eval_every)
+    if config.n_trajectories < 1:
+        raise UsageError(f"--n-trajectories must be positive, got {config.n_trajectories}")
+    if config.eval_every < 0:
+        raise UsageError(f"--eval-every must be a positive number of updates (or 0: off), got {config.eval_every}")
+    return config
+
+
+def snapshot_steps(config, eval_every: int) -> list[int]:
+    """The training steps a learning curve evaluates before the end (models of the shared training
+    loop only: others are evaluated at the end alone)."""
+    if not eval_every or not isinstance(config, TrainingConfig):
+        return []
+    return list(range(eval_every, config.train_steps, eval_every))
 
 
 def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[str, ...] = ()) -> Path:
     """Keyed by the dataset's fingerprint and the resolved config, so that neither a remade
     dataset, an edited profile nor an override silently reuses a stale model."""
-    config = model_config(model_cls, cell.profile, cell.horizon, overrides)
+    config = model_config(model_cls, cell.profile, cell.horizon, overrides, cell.env)
     slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
     horizon = f"-h{cell.horizon}" if model_cls.fixed_horizon else ""
     name = f"{cell.model}-{profile_label(cell.profile)}-{config_hash(config)}-s{cell.seed}{horizon}.pt"
@@ -167,24 +192,40 @@ def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[st
 
 
 def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, request: EvalRequest, train: OfflineData,
-                      device: str, progress: bool, say: Callable[[str], None]) -> WorldModel:
+                      device: str, progress: bool, say: Callable[[str], None], eval_every: int = 0) -> WorldModel:
+    """The cell's model, trained unless its checkpoint (and, for a learning curve, every snapshot) is cached."""
     path = checkpoint_path(model_cls, cell, request.overrides)
+    state_path = training_state_path(path)
+    config = model_config(model_cls, request.profile, cell.horizon, request.overrides, cell.env)
+    steps = snapshot_steps(config, eval_every)
     with file_lock(path.with_name(f".{path.name}.lock"), lambda: say(f"waiting: another process trains {path}")):
-        if path.is_file():
+        missing = [step for step in steps if not snapshot_path(state_path, step).is_file()]
+        if path.is_file() and not missing:
             say(f"loading {path}")
             model = WorldModel.load(path, device=device)
             model.check_horizon(cell.horizon)
             return model
+        if path.is_file():
+            say(f"training {cell.model} again to keep its weights every {eval_every} updates for the learning curve "
+                "(the cached checkpoint holds only the final ones; training is seeded, so it ends the same)")
         torch.manual_seed(cell.seed)
-        config = model_config(model_cls, request.profile, cell.horizon, request.overrides)
+        if steps:
+            config = dataclasses.replace(config, snapshot_every=eval_every)
         model = model_cls(train.obs_dim, train.act_dim, config).to(device)
-        state_path = path.with_name(f"{path.stem}.train-state.pt")
         resume = f", resuming from {state_path.name}" if state_path.is_file() else ""
         say(f"training {cell.model} on {train.n_transitions} transitions ({cell.profile} profile{resume})")
         model.fit(train, generator=torch.Generator(device).manual_seed(cell.seed), progress=progress,
                   state_path=state_path)
         model.save(path)
     return model.eval()
+
+
+def adapt(model: WorldModel, path: Path, policy: GaussianPolicy, train: OfflineData, seed: int, device: str,
+          progress: bool, say: Callable[[str], None]) -> None:
+    """Let the model adapt to the evaluation policy (PolyGRAD tunes delta) and save it if it did."""
+    if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(seed), progress=progress):
+        say(f"adapted {model.name} to the evaluation policy; saving")
+        model.save(path)
 
 
 def cell_of(request: EvalRequest) -> Cell:
@@ -238,21 +279,59 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     first and then returns its rows."""
     store = store or ResultsStore()
     cell = cell_of(request)
-    eval_config = build_config(EvalConfig, request.profile, "evaluate", request.overrides,
-                               n_trajectories=request.n_trajectories)
-    if eval_config.n_trajectories < 1:
-        raise UsageError(f"--n-trajectories must be positive, got {eval_config.n_trajectories}")
+    config = eval_config(request)
     device = resolve_device(request.device)
     with store.lock(cell, lambda: say(f"waiting: another process is computing {store.path(cell)}")):
         stored = None if force else store.load(cell)
         if stored is not None:
             say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
             return stored
-        store.write(cell, _compute(request, cell, eval_config, device, make_missing, progress, say))
+        store.write(cell, _compute(request, cell, config, device, make_missing, progress, say))
     return store.load(cell)
 
 
-def _compute(request: EvalRequest, cell: Cell, eval_config: EvalConfig, device: str, make_missing: bool,
+@dataclass
+class Trial:
+    """What every evaluation of one cell shares: the policy, the start states and the simulator."""
+
+    request: EvalRequest
+    env: EnvSpec
+    policy: GaussianPolicy
+    held_out: OfflineData
+    starts: np.ndarray  # indices into held_out
+    obs_std: np.ndarray  # of the training data, for mse_norm
+    device: str
+    precision: str
+    warmup: int
+
+    def run(self, model: WorldModel, say: Callable[[str], None],
+            watch: Stopwatch) -> tuple[Trajectories, Replay, float]:
+        """Generate from the start states (after an untimed warm-up), then replay the actions."""
+        request, device = self.request, self.device
+        autocast = torch.autocast(torch.device(device).type, dtype=PRECISIONS[self.precision],
+                                  enabled=self.precision != "fp32")
+        with watch("rollout"), autocast:
+            init_obs = torch.as_tensor(self.held_out.observations[self.starts], device=device)
+            model.rollout(init_obs[: min(self.warmup, len(init_obs))], self.policy, request.horizon,
+                          generator=torch.Generator(device).manual_seed(request.seed + 1))
+            traj, gen_time = timed(
+                lambda: model.rollout(init_obs, self.policy, request.horizon,
+                                      generator=torch.Generator(device).manual_seed(request.seed)),
+                device,
+            )
+            traj = traj.float()  # autocast may hand back bf16 tensors
+            traj.validate(len(self.starts), request.horizon, self.env.obs_dim, self.env.act_dim)
+            diverged = int((~torch.isfinite(traj.observations).all(dim=(1, 2))).sum())
+            if diverged:
+                say(f"warning: {diverged} of {len(self.starts)} trajectories from {request.model} hold non-finite "
+                    "states; their errors are NaN")
+        with watch("oracle"):
+            replay = Oracle(self.env).replay(self.held_out.qpos[self.starts], self.held_out.qvel[self.starts],
+                                             traj.actions.cpu().numpy())
+        return traj, replay, gen_time
+
+
+def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, make_missing: bool,
              progress: bool, say: Callable[[str], None]) -> pd.DataFrame:
     """The rows of one cell (dataset, policy and model made or loaded on the way)."""
     model_cls = get_model_class(request.model)
@@ -261,46 +340,62 @@ def _compute(request: EvalRequest, cell: Cell, eval_config: EvalConfig, device: 
         train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides,
                                                  cell.policy, make_missing, progress, say)
         policy = policy.to(device)
+    path = checkpoint_path(model_cls, cell, request.overrides)
     with watch("model"):  # trained or loaded, then adapted to the policy
-        model = load_or_fit_model(model_cls, cell, request, train, device, progress, say)
-        if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(request.seed), progress=progress):
-            say(f"adapted {request.model} to the evaluation policy; saving")
-            model.save(checkpoint_path(model_cls, cell, request.overrides))
+        model = load_or_fit_model(model_cls, cell, request, train, device, progress, say, config.eval_every)
+        adapt(model, path, policy, train, request.seed, device, progress, say)
 
-    autocast = torch.autocast(torch.device(device).type, dtype=PRECISIONS[cell.precision],
-                              enabled=cell.precision != "fp32")
-    with watch("rollout"), autocast:
-        starts = held_out.start_states(eval_config.n_trajectories, np.random.default_rng(request.seed))
-        init_obs = torch.as_tensor(held_out.observations[starts], device=device)
-        n_warm = min(eval_config.warmup_trajectories, len(starts))
-        model.rollout(init_obs[:n_warm], policy, request.horizon,
-                      generator=torch.Generator(device).manual_seed(request.seed + 1))
-        say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
-        traj, gen_time = timed(
-            lambda: model.rollout(init_obs, policy, request.horizon,
-                                  generator=torch.Generator(device).manual_seed(request.seed)),
-            device,
-        )
-        traj = traj.float()  # autocast may hand back bf16 tensors
-        traj.validate(len(starts), request.horizon, env.obs_dim, env.act_dim)
-        diverged = int((~torch.isfinite(traj.observations).all(dim=(1, 2))).sum())
-        if diverged:
-            say(f"warning: {diverged} of {len(starts)} trajectories from {request.model} hold non-finite states; "
-                "their errors are NaN")
-    with watch("oracle"):
-        replay = Oracle(env).replay(held_out.qpos[starts], held_out.qvel[starts], traj.actions.cpu().numpy())
-
+    starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
+    trial = Trial(request, env, policy, held_out, starts, train.observations.std(axis=0), device, cell.precision,
+                  config.warmup_trajectories)
+    say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
+    traj, replay, gen_time = trial.run(model, say, watch)
     with watch("metrics"):
-        rows = metric_rows(traj, replay, obs_std=train.observations.std(axis=0))
+        rows = metric_rows(traj, replay, trial.obs_std)
         rows += calibration_rows(policy.standardise(traj.observations[:, :-1], traj.actions).cpu().numpy())
         rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
-    rows += [(f"wall_{stage}_s", 0, seconds) for stage, seconds in watch.seconds.items()]
-    return pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+    table = pd.DataFrame(rows, columns=["metric", "step", "value"])
+    if config.eval_every:
+        with watch("curve"):
+            table = pd.concat([table, curve_rows(model, path, config.eval_every, trial, table, train, progress,
+                                                     say, watch)],
+                              ignore_index=True)
+    table = pd.concat([table, pd.DataFrame([(f"wall_{stage}_s", 0, seconds) for stage, seconds in
+                                            watch.seconds.items()], columns=["metric", "step", "value"])],
+                      ignore_index=True)
+    return table.assign(
         n_trajectories=len(starts), overrides=canonical_overrides(request.overrides),
         config=json.dumps(cell_config(request), sort_keys=True), **provenance(device),
         **datasets.card_columns(cell.dataset),
     )
+
+
+CURVE_METRICS = ("mse", "mse_alive", "alive_fraction", "mse_norm")  # stored per training step as curve_<metric>
+
+
+def curve_rows(model: WorldModel, path: Path, eval_every: int, trial: Trial, final: pd.DataFrame,
+               train: OfflineData, progress: bool, say: Callable[[str], None], watch: Stopwatch) -> pd.DataFrame:
+    """The learning curve: every snapshot evaluated exactly like the final model (adapted to the
+    policy first), then the final model's own rows; each with its training step and the training
+    FLOPs spent to reach it."""
+    from wmbench.bench import training_flop_per_update
+
+    steps = snapshot_steps(model.config, eval_every)
+    flop = training_flop_per_update(type(model), model.config, trial.env, trial.device) if model.fit_report.steps \
+        else 0
+    frames = []
+    for step in tqdm(steps, desc=f"learning curve of {model.name}", disable=not progress, leave=False):
+        snap_path = snapshot_path(training_state_path(path), step)
+        snapshot = WorldModel.load(snap_path, device=trial.device)
+        adapt(snapshot, snap_path, trial.policy, train, trial.request.seed, trial.device, False, lambda _: None)
+        traj, replay, _ = trial.run(snapshot, say, watch)
+        frames.append(pd.DataFrame(metric_rows(traj, replay, trial.obs_std), columns=["metric", "step", "value"])
+                      .assign(train_step=step))
+    frames.append(final.assign(train_step=model.fit_report.steps))
+    curve = pd.concat(frames, ignore_index=True)
+    curve = curve[curve["metric"].isin(CURVE_METRICS)]
+    return curve.assign(metric="curve_" + curve["metric"], train_flops=curve["train_step"] * float(flop))
 
 
 def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float]]:
@@ -309,6 +404,9 @@ def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float
     curves = {
         "mse": metrics.state_mse(pred_obs, replay.observations)[1:],
         "mse_norm": metrics.state_mse_normalised(pred_obs, replay.observations, obs_std)[1:],
+        # the paper's mse goes on past the simulator's terminations; these say where that matters
+        "mse_alive": metrics.state_mse_alive(pred_obs, replay.observations, replay.terminals)[1:],
+        "alive_fraction": metrics.alive_fraction(replay.terminals)[1:],
         "reward_mse": metrics.reward_mse(traj.rewards.cpu().numpy(), replay.rewards),
         "term_disagree": metrics.termination_disagreement(traj.terminals.cpu().numpy(), replay.terminals),
     }

@@ -24,6 +24,30 @@ def state_mse_normalised(pred: np.ndarray, true: np.ndarray, std: np.ndarray) ->
     return state_mse(np.asarray(pred, np.float64) / std, np.asarray(true, np.float64) / std)
 
 
+def alive_mask(terminals: np.ndarray) -> np.ndarray:
+    """`[B, H+1]`: whether the simulator reached state k without terminating before it. The terminal
+    state itself counts as alive (models are trained to predict it); every state after it does not,
+    since no model saw a transition out of a terminal state."""
+    terminals = np.asarray(terminals, bool)
+    ended_before = np.cumsum(terminals, axis=1) > 0  # [B, H]: terminated at or before transition t
+    return np.concatenate([np.ones((len(terminals), 2), bool), ~ended_before[:, :-1]], axis=1)
+
+
+def alive_fraction(terminals: np.ndarray) -> np.ndarray:
+    """Fraction of trajectories alive at each step (`alive_mask`): `[H+1]`."""
+    return alive_mask(terminals).mean(axis=0)
+
+
+def state_mse_alive(pred: np.ndarray, true: np.ndarray, terminals: np.ndarray) -> np.ndarray:
+    """`state_mse` over the trajectories alive at each step (`alive_mask` of the simulator's
+    `terminals [B, H]`): `[H+1]`, NaN where none is alive."""
+    alive = alive_mask(terminals)
+    sq = np.mean(np.square(np.asarray(pred, np.float64) - true), axis=2)  # [B, H+1]
+    count = alive.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(alive, sq, 0.0).sum(axis=0) / count, np.nan)
+
+
 def reward_mse(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Mean over trajectories of `(pred - true)^2` per transition: `[H]`."""
     return np.mean(np.square(np.asarray(pred, np.float64) - true), axis=0)

@@ -22,12 +22,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from wmbench.aggregate import FLOOR, aggregate, normalised_scores  # noqa: E402
 from wmbench.errors import UsageError  # noqa: E402
 from wmbench.metrics import HIST_EDGES  # noqa: E402
 from wmbench.paths import atomic_write_bytes  # noqa: E402
 from wmbench.results import BENCH_DATASET, ResultsStore, markdown_table  # noqa: E402
 
-MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "transformer", "mlp-ensemble")
+MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "ar-diffusion-2row", "transformer", "mlp-ensemble",
+               "linear", "persistence")
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
 BOOTSTRAP_SAMPLES = 2000
 
@@ -130,28 +132,57 @@ def _legend(fig: plt.Figure, axes) -> None:
                    frameon=False)
 
 
+ALIVE_WARNING = 0.2  # tables mark errors averaged over fewer than this fraction of the trajectories
+
+
 def plot_mse_vs_step(sel: Selection, colours: dict, path: Path) -> Path:
-    curves = summarise(sel.longest("mse"), ["panel", "model", "step"])
-    fig, axes = _panel_axes(len(sel.panels))
-    for ax, panel in zip(axes[0], sel.panels):
-        for model in sel.models:
-            c = curves[(curves["panel"] == panel) & (curves["model"] == model)].sort_values("step")
-            if c.empty:
-                continue
-            ax.plot(c["step"], c["mean"], color=colours[model], label=model, lw=1.8)
-            ax.fill_between(c["step"], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.2, lw=0)
-        ax.set(yscale="log", title=panel, xlabel="step (transitions after the start state)",
-               ylabel="state MSE (raw obs units²)")
+    """Top: the paper's error (every trajectory, past the simulator's terminations); below, where the
+    store has them, the error over trajectories still alive in the simulator and the alive fraction."""
+    panels = [("mse", "state MSE, all trajectories\n(the paper's; raw obs units²)", "log"),
+              ("mse_alive", "state MSE, trajectories alive\nin the simulator", "log"),
+              ("alive_fraction", "fraction of trajectories alive", "linear")]
+    panels = [p for p in panels if not sel.metric(p[0]).empty]
+    fig, axes = _panel_axes(len(sel.panels), rows=len(panels), height=3.2, sharex="col")
+    for row, (metric, ylabel, scale) in enumerate(panels):
+        curves = summarise(sel.longest(metric).dropna(subset=["value"]), ["panel", "model", "step"])
+        for ax, panel in zip(axes[row], sel.panels):
+            for model in sel.models:
+                c = curves[(curves["panel"] == panel) & (curves["model"] == model)].sort_values("step")
+                if c.empty:
+                    continue
+                ax.plot(c["step"], c["mean"], color=colours[model], label=model, lw=1.8)
+                ax.fill_between(c["step"], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.2, lw=0)
+            ax.set(yscale=scale, ylabel=ylabel if ax is axes[row][0] else None)
+            if row == 0:
+                ax.set_title(panel)
+            if metric == "alive_fraction":
+                ax.axhline(ALIVE_WARNING, color="grey", lw=0.8, ls=":")
+                ax.set_ylim(0, 1.05)
+    for ax in axes[-1]:
+        ax.set_xlabel("step (transitions after the start state)")
     fig.suptitle("Open-loop state error of on-policy trajectories (mean over seeds, 95% bootstrap CI)")
     _legend(fig, axes)
     return _save(fig, path)
 
 
-def mse_table(sel: Selection) -> pd.DataFrame:
-    """Tidy MSE at the paper's horizons: `panel, model, step, mean, ci_low, ci_high, n_seeds`."""
-    rows = sel.longest("mse")
+def mse_table(sel: Selection, metric: str = "mse") -> pd.DataFrame:
+    """Tidy error at the paper's horizons: `panel, model, step, mean, ci_low, ci_high, n_seeds`."""
+    rows = sel.longest(metric).dropna(subset=["value"])
     rows = rows[rows["step"].isin(TABLE_STEPS)]
     return summarise(rows, ["panel", "model", "step"]).sort_values(["panel", "step", "model"]).reset_index(drop=True)
+
+
+def mark_few_alive(wide: pd.DataFrame, sel: Selection, columns: list[tuple[str, int]]) -> pd.DataFrame:
+    """Appends `†` (and the fraction) to cells averaged over fewer than `ALIVE_WARNING` of the trajectories."""
+    alive = summarise(sel.longest("alive_fraction"), ["panel", "model", "step"]).set_index(["panel", "model", "step"])
+    wide = wide.copy()
+    for panel, step in columns:
+        column = f"{panel} h={step}"
+        for i, model in enumerate(wide["model"]):
+            fraction = alive["mean"].get((panel, model, step))
+            if fraction is not None and fraction < ALIVE_WARNING and wide.at[i, column] != "–":
+                wide.at[i, column] = f"{wide.at[i, column]} † ({fraction:.0%} alive)"
+    return wide
 
 
 def present_columns(tidy: pd.DataFrame, panels: list[str], steps) -> list[tuple[str, int]]:
@@ -177,6 +208,110 @@ def wide_table(tidy: pd.DataFrame, models: list[str], columns: list[tuple[str, i
             cells.append(f"**{text}**" if model == best and len(col) > 1 else text)
         out[f"{panel} h={step}"] = cells
     return out
+
+
+AGGREGATE_METRICS = {"mse": "all trajectories", "mse_alive": "alive in the simulator"}
+
+
+def aggregate_scores(sel: Selection) -> pd.DataFrame:
+    """`[metric, model, horizon, iqm, ci_low, ci_high, n_envs, n_runs]`, the aggregate score of every
+    model over the selection's envs and seeds (empty without the `persistence` floor)."""
+    frames = [aggregate(normalised_scores(sel.rows, metric)).assign(metric=metric)
+              for metric in AGGREGATE_METRICS if not sel.metric(metric).empty]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    order = {m: i for i, m in enumerate(ordered_models(pd.concat(frames)["model"]))}
+    return (pd.concat(frames, ignore_index=True)[["metric", "model", "horizon", "iqm", "ci_low", "ci_high", "n_envs",
+                                                  "n_runs"]]
+            .sort_values(["metric", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+            .reset_index(drop=True))
+
+
+def aggregate_wide(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    tidy = scores.rename(columns={"iqm": "mean", "horizon": "step", "metric": "panel"})
+    columns = [(m, h) for h in sorted(tidy["step"].unique()) for m in AGGREGATE_METRICS
+               if ((tidy["panel"] == m) & (tidy["step"] == h)).any()]
+    wide = wide_table(tidy, [m for m in models if m in set(tidy["model"])], columns)
+    wide.columns = ["model", *(f"h={h}, {AGGREGATE_METRICS[m]}" for m, h in columns)]
+    return wide
+
+
+def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
+    horizons = sorted(scores["horizon"].unique())
+    models = [m for m in ordered_models(scores["model"]) if m in set(scores["model"])]
+    fig, axes = _panel_axes(len(horizons), height=0.45 * len(models) + 1.6, width=5.0, sharey=True)
+    markers = {"mse": ("o", "full"), "mse_alive": ("D", "none")}
+    for ax, horizon in zip(axes[0], horizons):
+        for offset, metric in zip((-0.15, 0.15), AGGREGATE_METRICS):
+            part = scores[(scores["horizon"] == horizon) & (scores["metric"] == metric)].set_index("model")
+            for y, model in enumerate(models):
+                if model not in part.index:
+                    continue
+                r = part.loc[model]
+                marker, fill = markers[metric]
+                ax.errorbar(r["iqm"], y + offset, xerr=[[r["iqm"] - r["ci_low"]], [r["ci_high"] - r["iqm"]]],
+                            color=colours[model], marker=marker, fillstyle=fill, ms=7, capsize=3, ls="none")
+        ax.axvline(1.0, color="grey", lw=1, ls="--")
+        ax.set(xscale="log", title=f"h = {horizon}", xlabel="error at the last step / persistence's (IQM)")
+        ax.set_yticks(range(len(models)), models)
+        ax.invert_yaxis()
+    handles = [plt.Line2D([], [], color="black", marker=m, fillstyle=f, ls="none", label=AGGREGATE_METRICS[k])
+               for k, (m, f) in markers.items() if k in set(scores["metric"])]
+    handles.append(plt.Line2D([], [], color="grey", ls="--", label="persistence floor"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.suptitle("Aggregate score over envs and seeds: IQM, 95% stratified-bootstrap interval (lower is better)")
+    return _save(fig, path)
+
+
+def learning_curves(sel: Selection) -> pd.DataFrame:
+    """Tidy learning curves: the error at the last step against training updates and FLOPs,
+    `[metric, panel, model, horizon, train_step, train_flops, mean, ci_low, ci_high, n_seeds]`."""
+    rows = sel.rows[sel.rows["metric"].isin(["curve_mse", "curve_mse_alive"])]
+    rows = rows[(rows["step"] == rows["horizon"]) & rows["value"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    keys = ["metric", "panel", "model", "horizon", "train_step"]
+    flops = rows.groupby(keys)["train_flops"].mean().rename("train_flops")
+    return summarise(rows, keys).join(flops, on=keys).sort_values(keys).reset_index(drop=True)
+
+
+def curve_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """The mean error at the last step per number of updates, one row per panel and trained model."""
+    trained = curves[(curves["metric"] == "curve_mse") & (curves["train_step"] > 0)]
+    wide = trained.pivot_table(index=["panel", "model", "horizon"], columns="train_step", values="mean")
+    wide.columns = [f"{int(c):,} updates" for c in wide.columns]
+    return wide.reset_index().astype(object).where(lambda f: f.notna(), "–")
+
+
+def plot_learning_curves(curves: pd.DataFrame, colours: dict, path: Path) -> Path:
+    panels = sorted(curves["panel"].unique())
+    fig, axes = _panel_axes(len(panels), rows=2, height=3.2)
+    for col, panel in enumerate(panels):
+        part = curves[curves["panel"] == panel]
+        horizon = int(part["horizon"].min())  # one horizon per panel: the shortest with a curve
+        part = part[part["horizon"] == horizon]
+        for row, x in enumerate(("train_step", "train_flops")):
+            ax = axes[row][col]
+            for model in ordered_models(part["model"]):
+                for metric, style in (("curve_mse", "-"), ("curve_mse_alive", "--")):
+                    c = part[(part["model"] == model) & (part["metric"] == metric)].sort_values("train_step")
+                    label = model if metric == "curve_mse" else None
+                    if c.empty:
+                        continue
+                    if (c["train_step"] == 0).all():  # a floor, trained without updates: a level to beat
+                        ax.axhline(c["mean"].iloc[0], color=colours[model], ls=style, lw=1.2, label=label)
+                        continue
+                    ax.plot(c[x], c["mean"], style, color=colours[model], marker="o", ms=3, lw=1.6, label=label)
+                    ax.fill_between(c[x], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.15, lw=0)
+            ax.set(xscale="log", yscale="log", ylabel=f"state MSE at step {horizon}",
+                   xlabel="training updates" if x == "train_step" else "training FLOPs")
+            if row == 0:
+                ax.set_title(panel)
+    fig.suptitle("Learning curves: error at the last step over the training budget (solid: all trajectories; "
+                 "dashed: alive in the simulator; horizontal: the floors)")
+    _legend(fig, axes)
+    return _save(fig, path)
 
 
 def plot_generation_time(sel: Selection, colours: dict, path: Path) -> tuple[Path, pd.DataFrame]:
@@ -325,11 +460,27 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     out = Path(out)
     colours = model_colours(sel.models)
     sns.set_theme(style="whitegrid", context="notebook")
-    written = [plot_mse_vs_step(sel, colours, out / "mse_vs_step.png")]
+    written, sections = [], {}
+    scores = aggregate_scores(sel)
+    if not scores.empty:
+        written.append(plot_aggregate(scores, colours, out / "aggregate.png"))
+        sections["aggregate"] = aggregate_wide(scores, sel.models)
+        written += _write_table(scores, sections["aggregate"], out / "aggregate_table")
+    written.append(plot_mse_vs_step(sel, colours, out / "mse_vs_step.png"))
 
-    tidy = mse_table(sel)
-    mse_wide = wide_table(tidy, sel.models, present_columns(tidy, sel.panels, TABLE_STEPS))
-    written += _write_table(tidy, mse_wide, out / "mse_table")
+    for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
+        tidy = mse_table(sel, metric)
+        if tidy.empty and metric != "mse":  # stores older than the alive error have none
+            continue
+        columns = present_columns(tidy, sel.panels, TABLE_STEPS)
+        sections[metric] = mark_few_alive(wide_table(tidy, sel.models, columns), sel, columns)
+        written += _write_table(tidy, sections[metric], out / stem)
+
+    curves = learning_curves(sel)
+    if not curves.empty:
+        written.append(plot_learning_curves(curves, colours, out / "learning_curves.png"))
+        sections["curves"] = curve_table(curves)
+        written += _write_table(curves, sections["curves"], out / "learning_curves")
 
     gen_path, gen = plot_generation_time(sel, colours, out / "generation_time.png")
     gen_wide = wide_table(gen, sel.models, present_columns(gen, sel.panels, sorted(gen["step"].unique())))
@@ -349,7 +500,7 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     bench = bench_table(table[is_bench & (table["profile"] == sel.profile)])
     if not bench.empty:
         written += _write_table(bench, bench.astype(object).where(bench.notna(), "–"), out / "bench_table")
-    readme = _readme(sel, mse_wide, gen_wide, calib_wide, bench, has_delta=delta_path is not None)
+    readme = _readme(sel, sections, gen_wide, calib_wide, bench, has_delta=delta_path is not None)
     atomic_write_bytes(out / "README.md", readme.encode())
     return written + [out / "README.md"]
 
@@ -360,7 +511,8 @@ def _write_table(tidy: pd.DataFrame, wide: pd.DataFrame, stem: Path) -> list[Pat
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 
 
-def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, bench: pd.DataFrame, has_delta: bool) -> str:
+def _readme(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, calib_wide, bench: pd.DataFrame,
+            has_delta: bool) -> str:
     parts = [
         "# wmbench report",
         "",
@@ -368,17 +520,53 @@ def _readme(sel: Selection, mse_wide, gen_wide, calib_wide, bench: pd.DataFrame,
         "(`mean [low, high]`; one seed gives a zero-width interval); the best per column is bold. "
         "Regenerate with `make report`.",
         "",
+    ]
+    if "aggregate" in sections:
+        parts += [
+            "## Aggregate score",
+            "![aggregate score](aggregate.png)",
+            "",
+            f"Each run's state error at its last step divided by that of the `{FLOOR}` floor (every future state "
+            "is the start state) on the same env, horizon and seed: 1 is no better than predicting that nothing "
+            "moves, 0 is exact. Runs are aggregated over envs and seeds as the interquartile mean with a 95% "
+            "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021). *All "
+            "trajectories* is the paper's error; *alive* counts only trajectories that have not terminated in "
+            "the simulator (tidy numbers: `aggregate_table.csv`).",
+            "",
+            markdown_table(sections["aggregate"]),
+            "",
+        ]
+    parts += [
         "## State error versus step",
         "![state MSE versus step](mse_vs_step.png)",
         "",
         "Each line is a model's open-loop state error against the simulator replay of its own actions; lower is "
-        "better, and a line that rises faster compounds its errors faster.",
+        "better, and a line that rises faster compounds its errors faster. The paper's error (top) goes on "
+        "past a termination in the simulator, where the replay is in states no model was trained on; the "
+        "alive error (middle) averages only trajectories whose replay has not terminated before that step "
+        "(the terminal state itself counts), and the bottom row says how many those are.",
         "",
         "## State MSE at the paper's horizons",
-        "The error at step 10, 50 and 200 of each model's longest trajectories (tidy numbers: `mse_table.csv`).",
+        "The error at step 10, 50 and 200 of each model's longest trajectories, over all trajectories as the "
+        f"paper reports it (tidy numbers: `mse_table.csv`). † marks an error where fewer than "
+        f"{ALIVE_WARNING:.0%} of the trajectories are still alive in the simulator.",
         "",
-        markdown_table(mse_wide),
+        markdown_table(sections["mse"]),
         "",
+    ]
+    if "mse_alive" in sections:
+        parts += ["### Over the trajectories alive in the simulator",
+                  "The same, averaged over the trajectories that have not terminated (`mse_alive_table.csv`).", "",
+                  markdown_table(sections["mse_alive"]), ""]
+    if "curves" in sections:
+        parts += ["## Learning curves",
+                  "![learning curves](learning_curves.png)", "",
+                  "The error at the last step of models evaluated during training (`--eval-every`; the same starts "
+                  "and policy as the final evaluation, PolyGRAD's δ retuned at each point), against training "
+                  "updates and against training FLOPs. One budget is one point of these curves. Mean over seeds "
+                  "at each number of updates (`learning_curves.csv` has the intervals and the alive error):", "",
+                  markdown_table(sections["curves"]), ""]
+    parts += [
         "## Generation cost",
         "![generation time versus horizon](generation_time.png)",
         "",

@@ -1,3 +1,3 @@
 """Built-in world models. Importing this package registers them."""
 
-from wmbench.models import ardiffusion, ensemble, polygrad, transformer  # noqa: F401
+from wmbench.models import ardiffusion, ensemble, floors, polygrad, transformer  # noqa: F401

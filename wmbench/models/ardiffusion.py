@@ -1,15 +1,26 @@
-"""Autoregressive diffusion: a one-step diffusion model rolled out step by step under the policy.
+"""Autoregressive diffusion: one-step diffusion models rolled out step by step under the policy.
 
-The model diffuses `y = [s_{t+1}, r_t, term_t]` (each dim z-scored) conditioned on the clean,
-z-scored `(s_t, a_t)`, with PolyGRAD's schedule, x0 prediction and residual-MLP denoiser; a
-rollout is repeated ordinary DDPM sampling, one full chain of `diffusion_steps` per environment
-step. The paper found it the most accurate baseline and the most expensive: H times the
-denoiser passes of PolyGRAD for a trajectory of H steps.
+Two variants, both conditioned on the executed (clipped) action like every wmbench model:
+
+- `ar-diffusion` (wmbench's design):
+diffuses `y = [s_{t+1}, r_t, term_t]` (each dim z-scored) conditioned on
+  the clean, z-scored `(s_t, a_t)`, with PolyGRAD's schedule, x0 prediction and residual-MLP denoiser.
+- `ar-diffusion-2row` (the authors' baseline): PolyGRAD's trajectory model at two rows
+  `[s_t, r_t, term_t], [s_{t+1}, r_{t+1}, term_{t+1}]`, `s_t` inpainted, the actions `[a_t, a_{t+1}]`
+  as the denoiser's scaled input in training and `[a_t, 0]` at sampling; the state is read from
+  row 2, reward and termination from row 1. It sees `s_t` only through inpainting, where the
+  first variant is given it as a clean condition.
+
+A rollout is repeated ordinary DDPM sampling, one full chain of `diffusion_steps` per environment
+step. The paper found autoregressive diffusion the most accurate baseline and the most expensive: H
+times the denoiser passes of PolyGRAD for a trajectory of H steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -19,6 +30,7 @@ from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_model
 from wmbench.models.diffusion import DiffusionConfig, DiffusionSchedule, ResidualMLPDenoiser, fit_denoiser
+from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
 
 
 @dataclass
@@ -72,3 +84,41 @@ class ARDiffusion(AutoregressiveWorldModel):
                                  generator, obs.device)
         y = self.target_norm.unnormalise(y[:, 0])
         return y[:, : self.obs_dim], y[:, self.obs_dim], y[:, self.obs_dim + 1] > 0.5
+
+
+@register_model("ar-diffusion-2row")
+class ARDiffusionTwoRow(AutoregressiveWorldModel):
+    """The authors' autoregressive diffusion: PolyGRAD's trajectory model of two rows, sampled
+    without guidance, one chain per environment step."""
+
+    Config = ARDiffusionConfig
+    context = 1
+
+    def __init__(self, obs_dim: int, act_dim: int, config: ARDiffusionConfig | None = None):
+        super().__init__(obs_dim, act_dim, config)
+        self.trajectory = PolyGRAD(obs_dim, act_dim, PolyGRADConfig(**dataclasses.asdict(self.config), horizon=1))
+
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
+        c, model = self.config, self.trajectory
+        generator = generator or torch.Generator(self.device).manual_seed(0)
+        n_windows, batch = model._window_batches(data)
+        result = fit_denoiser(self, model.denoiser, lambda ids: model.loss(*batch(ids)), n_windows, c,
+                              generator=generator, desc=f"fit {self.name}", progress=progress, state_path=state_path)
+        self.eval()
+        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
+                                    extra={"windows": n_windows, "resumed_from": result.resumed_from})
+        return self.fit_report
+
+    def step(self, obs_hist, act_hist, *, generator):
+        model, obs_dim = self.trajectory, self.obs_dim
+        obs, act = obs_hist[:, -1], act_hist[:, -1]
+        s0 = model.x_norm.normalise(torch.cat([obs, obs.new_zeros(len(obs), 2)], dim=-1))[:, :obs_dim]
+        actions = torch.stack([model.act_norm.normalise(act), torch.zeros_like(act)], dim=1)  # a_{t+1}: 0
+
+        def denoise(x, t):
+            x = torch.cat([torch.cat([s0, x[:, 0, obs_dim:]], dim=-1)[:, None], x[:, 1:]], dim=1)  # inpaint s_t
+            return model.denoiser(x, model.schedule.sqrt_alpha_bar[t].view(-1, 1, 1) * actions, t)
+
+        x = model.schedule.sample(denoise, (len(obs), 2, obs_dim + 2), generator, obs.device)
+        x = model.x_norm.unnormalise(x)
+        return x[:, 1, :obs_dim], x[:, 0, obs_dim], x[:, 0, obs_dim + 1] > 0.5

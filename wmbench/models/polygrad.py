@@ -8,9 +8,12 @@ take a DDPM step towards it, and the actions take a step along the policy's scor
 The action step size delta is tuned so that the generated actions are distributed as the policy
 says: the standardised actions `(a - mean_pi(s)) / std_pi(s)` should have unit std.
 
-Every detail follows the authors' code (see POLYGRAD_NOTES): x0 prediction, actions enter the
-denoiser as `sqrt(alpha_bar_t) a`, first-state inpainting on inputs and outputs, the 3-std action
-clip, the 0.25 state-change clip in the last 11 steps, no guidance and no noise at t = 0.
+Every detail follows the authors' code (see POLYGRAD_NOTES and docs/FIDELITY.md): x0 prediction,
+actions enter the denoiser as `sqrt(alpha_bar_t) a`, first-state inpainting on inputs and outputs,
+the 3-std action clip, the 0.25 state-change clip in the last 11 steps, no guidance and no noise at
+t = 0. One deliberate difference: the denoiser is given the action clipped to the action space (the
+executed one, which is all the data holds), as every wmbench model is; the authors give it the
+unclipped action.
 
 Horizon convention: a model of horizon H diffuses H + 1 rows (s_0 .. s_H) so that it yields H
 transitions like every other model; the action, reward and terminal of the last row are dropped.
@@ -184,7 +187,10 @@ class PolyGRAD(WorldModel):
         delta = self.log_delta.exp()
         for t in reversed(range(schedule.steps)):
             steps = torch.full((batch,), t, device=device, dtype=torch.long)
-            x0_hat = self.denoiser(x, schedule.sqrt_alpha_bar[t] * a, steps)
+            # the denoiser sees the action the simulator would execute (clipped to the action space),
+            # as every wmbench model does; the guidance below moves the unclipped one
+            executed = self.act_norm.normalise(policy.clip(self.act_norm.unnormalise(a)))
+            x0_hat = self.denoiser(x, schedule.sqrt_alpha_bar[t] * executed, steps)
             x0_hat[:, 0, :obs_dim] = s0
             mu = schedule.posterior_c1[t] * x0_hat + schedule.posterior_c2[t] * x
             if c.state_change_clip and t <= c.state_clip_last:

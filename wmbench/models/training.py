@@ -5,7 +5,9 @@ generator (no host round trip), a fused (CUDA) or foreach (CPU) Adam, the loss r
 `LOG_EVERY` updates, bf16 autocast, `torch.compile`, and a resumable training state: every
 `checkpoint_every` updates the model, its EMA, the optimiser, every random-number generator and the
 step are written atomically, and a later `fit` with the same `state_path` continues from there. On a
-CPU an interrupted and resumed training ends with exactly the weights of an uninterrupted one.
+CPU an interrupted and resumed training ends with exactly the weights of an uninterrupted one. Every
+`snapshot_every` updates the model as it would be saved then (EMA weights) is written beside the
+training state, for learning curves; saving one draws no random number and leaves training unchanged.
 
 Seeding contract: the same seed on the same device gives the same numbers. Minibatches and
 sampling noise come from the generator passed to `fit` (on the training device); the loss's own
@@ -27,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from wmbench.config import param
+from wmbench.models.base import FitReport, WorldModel
 from wmbench.paths import atomic_write_bytes
 
 LOG_EVERY = 100  # updates between loss read-backs (each one waits for the device)
@@ -44,6 +47,21 @@ class TrainingConfig:
     precision: str = param("fp32", "training precision: fp32, or bf16 (autocast; the paper trained with fp16)")
     compile: bool = param(False, "torch.compile the network for training")
     checkpoint_every: int = param(10_000, "updates between resumable training states (0: none)", runtime=True)
+    snapshot_every: int = param(0, "updates between saved snapshots of the model (its EMA weights), for learning "
+                                   "curves; set by --eval-every (0: none)", runtime=True)
+
+
+STATE_SUFFIX = ".train-state.pt"
+
+
+def training_state_path(checkpoint: Path) -> Path:
+    """Where the resumable training state of the model saved at `checkpoint` lives while it trains."""
+    return checkpoint.with_name(checkpoint.stem + STATE_SUFFIX)
+
+
+def snapshot_path(state_path: Path, step: int) -> Path:
+    """The snapshot of the model after `step` updates, beside its training state (and checkpoint)."""
+    return state_path.with_name(f"{state_path.name.removesuffix(STATE_SUFFIX)}.step-{step}.pt")
 
 
 def random_index(n: int, size: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
@@ -139,6 +157,10 @@ def train_steps(
         if step % LOG_EVERY == 0:
             last = loss.item()
             bar.set_postfix(loss=f"{last:.4f}")
+        if state_path is not None and config.snapshot_every and step % config.snapshot_every == 0 \
+                and step < config.train_steps:  # the last one is the model itself
+            report = FitReport(steps=step, seconds=seconds_before + time.perf_counter() - start, loss=loss.item())
+            _save_snapshot(snapshot_path(state_path, step), owner, net, ema, report)
         if state_path is not None and config.checkpoint_every and step % config.checkpoint_every == 0 \
                 and step < config.train_steps:
             _save_state(state_path, step, seconds_before + time.perf_counter() - start, owner, ema, optimiser,
@@ -150,6 +172,21 @@ def train_steps(
     if state_path is not None:
         state_path.unlink(missing_ok=True)  # finished: the caller saves the model itself
     return TrainResult(last, seconds_before + time.perf_counter() - start, start_step)
+
+
+def _save_snapshot(path: Path, owner: nn.Module, net: nn.Module, ema: EMA | None, report: FitReport) -> None:
+    """Save `owner` as it would be saved if training ended now: the EMA weights in `net`, `report` as
+    its fit report. The training weights are put back exactly (in place: the optimiser keeps them)."""
+    if not isinstance(owner, WorldModel):
+        raise TypeError("snapshots need the world model as `owner`")
+    training, fit_report = {k: v.clone() for k, v in net.state_dict().items()}, owner.fit_report
+    with torch.no_grad():
+        if ema is not None:
+            net.load_state_dict(ema.model.state_dict())
+        owner.fit_report = report
+        owner.save(path)
+        net.load_state_dict(training)
+    owner.fit_report = fit_report
 
 
 def _save_state(path: Path, step: int, seconds: float, owner: nn.Module, ema: EMA | None, optimiser,

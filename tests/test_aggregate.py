@@ -1,0 +1,59 @@
+"""The aggregate score against synthetic stores with known values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wmbench.aggregate import aggregate, iqm, normalised_scores, stratified_iqm
+
+
+def test_iqm_is_the_mean_of_the_middle_half_and_ignores_one_diverged_run():
+    assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
+    assert iqm(np.array([1.0, 2, 3, 4, 5, 6, 7, 1e9])) == pytest.approx(4.5)
+
+
+def rows(values: dict[tuple[str, str, int], float], horizon: int = 10) -> pd.DataFrame:
+    """Last-step mse rows `{(panel, model, seed): value}` plus an earlier step that must be ignored."""
+    out = []
+    for (panel, model, seed), value in values.items():
+        out += [(panel, model, horizon, seed, "mse", horizon, value), (panel, model, horizon, seed, "mse", 1, 123.0)]
+    return pd.DataFrame(out, columns=["panel", "model", "horizon", "seed", "metric", "step", "value"])
+
+
+def test_scores_divide_by_the_floor_of_the_same_env_horizon_and_seed():
+    table = rows({("hopper", "persistence", 0): 2.0, ("hopper", "persistence", 1): 4.0,
+                  ("hopper", "m", 0): 1.0, ("hopper", "m", 1): 1.0, ("hopper", "m", 2): 3.0,
+                  ("cheetah", "m", 0): 5.0})  # no floor for cheetah: left out
+    scores = normalised_scores(table).set_index(["panel", "model", "seed"])["score"]
+    assert scores[("hopper", "m", 0)] == pytest.approx(0.5) and scores[("hopper", "m", 1)] == pytest.approx(0.25)
+    assert scores[("hopper", "m", 2)] == pytest.approx(1.0)  # seed 2 has no floor run: the floor's mean, 3
+    assert scores[("hopper", "persistence", 0)] == 1.0
+    assert "cheetah" not in scores.index.get_level_values("panel")
+
+
+def synthetic_scores(seeds: int, rng) -> pd.DataFrame:
+    """Three envs whose runs score around 0.3, 0.5 and 0.7."""
+    return pd.DataFrame([(env, "m", 10, seed, centre + 0.05 * rng.normal())
+                         for env, centre in (("a", 0.3), ("b", 0.5), ("c", 0.7)) for seed in range(seeds)],
+                        columns=["panel", "model", "horizon", "seed", "score"])
+
+
+def test_aggregate_is_the_iqm_with_an_interval_that_holds_it_and_shrinks_with_seeds():
+    rng = np.random.default_rng(0)
+    widths = []
+    for seeds in (4, 64):
+        scores = synthetic_scores(seeds, rng)
+        result = aggregate(scores).iloc[0]
+        assert result["iqm"] == pytest.approx(iqm(scores["score"].to_numpy()))
+        assert result["ci_low"] < result["iqm"] < result["ci_high"]
+        assert abs(result["iqm"] - 0.5) < 0.1
+        assert (result["n_envs"], result["n_runs"]) == (3, 3 * seeds)
+        widths.append(result["ci_high"] - result["ci_low"])
+    assert widths[1] < 0.5 * widths[0]
+
+
+def test_one_seed_per_env_gives_a_point_and_a_fixed_stratum_is_not_resampled():
+    assert stratified_iqm([np.array([1.0]), np.array([2.0])]) == (1.5, 1.5, 1.5)
+    point, low, high = stratified_iqm([np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0])])
+    assert point == pytest.approx(iqm(np.array([0.0, 1, 2, 3, 10])))
+    assert low < point < high
