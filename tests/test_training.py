@@ -123,3 +123,19 @@ def test_train_bench_flops_scale_with_the_batch():
     double, _ = bench_training("polygrad", "hopper", 3, profile="smoke", updates=2, warmup=1,
                                overrides=("polygrad.batch_size=128",))
     assert update.flop > 0 and double.flop == pytest.approx(2 * update.flop, rel=0.01)
+
+
+def test_bf16_on_a_cpu_without_bf16_units_is_called_out(monkeypatch):
+    import warnings
+
+    from wmbench.models.training import warn_if_bf16_is_emulated
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        warn_if_bf16_is_emulated("cpu", "bf16")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_bf16_is_emulated("cpu", "bf16")
+        warn_if_bf16_is_emulated("cpu", "fp32")

@@ -35,7 +35,7 @@ from wmbench.data import OfflineData
 from wmbench.envs import EnvSpec, get_env
 from wmbench.errors import DatasetError, UsageError
 from wmbench.models.base import Trajectories, WorldModel, get_model_class
-from wmbench.models.training import TrainingConfig, snapshot_path, training_state_path
+from wmbench.models.training import TrainingConfig, snapshot_path, training_state_path, warn_if_bf16_is_emulated
 from wmbench.oracle import Oracle, Replay
 from wmbench.paths import checkpoints_root, file_lock
 from wmbench.policy import GaussianPolicy, PolicyConfig
@@ -281,6 +281,7 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     cell = cell_of(request)
     config = eval_config(request)
     device = resolve_device(request.device)
+    warn_if_bf16_is_emulated(device, cell.precision)
     with store.lock(cell, lambda: say(f"waiting: another process is computing {store.path(cell)}")):
         stored = None if force else store.load(cell)
         if stored is not None:

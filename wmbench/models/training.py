@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import io
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -62,6 +63,17 @@ def training_state_path(checkpoint: Path) -> Path:
 def snapshot_path(state_path: Path, step: int) -> Path:
     """The snapshot of the model after `step` updates, beside its training state (and checkpoint)."""
     return state_path.with_name(f"{state_path.name.removesuffix(STATE_SUFFIX)}.step-{step}.pt")
+
+
+def warn_if_bf16_is_emulated(device: torch.device | str, precision: str) -> None:
+    """bf16 on a CPU without AVX512-BF16 or AMX is emulated: measured on an AVX2 EPYC, a bf16 matmul
+    ran at 0.8 GFLOP/s against 50 in fp32. Say so rather than let a run crawl."""
+    if precision != "bf16" or torch.device(device).type != "cpu":
+        return
+    cpu = torch.cpu
+    if not any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")):
+        warnings.warn("this CPU has no bf16 matrix units (AVX512-BF16 or AMX): bf16 is emulated and far slower "
+                      "than fp32 here; use fp32 on this machine", stacklevel=2)
 
 
 def random_index(n: int, size: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
@@ -133,6 +145,7 @@ def train_steps(
     device = next(net.parameters()).device
     if config.precision not in TRAIN_PRECISIONS:
         raise ValueError(f"training precision must be one of {', '.join(TRAIN_PRECISIONS)}, got {config.precision!r}")
+    warn_if_bf16_is_emulated(device, config.precision)
     fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, **fused)
     start_step, seconds_before = 0, 0.0
