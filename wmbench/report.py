@@ -306,6 +306,7 @@ def plot_learning_curves(curves: pd.DataFrame, colours: dict, path: Path) -> Pat
                     ax.fill_between(c[x], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.15, lw=0)
             ax.set(xscale="log", yscale="log", ylabel=f"state MSE at step {horizon}",
                    xlabel="training updates" if x == "train_step" else "training FLOPs")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
             if row == 0:
                 ax.set_title(panel)
     fig.suptitle("Learning curves: error at the last step over the training budget (solid: all trajectories; "
