@@ -192,8 +192,7 @@ def training_flop_per_update(cls: type[WorldModel], config, spec, device: str = 
                              counted: int = 5) -> int:
     """FLOPs of one training update, as the difference between trainings of `warmup + counted` and
     `warmup` updates (setup cancels out); every update costs the same."""
-    fit = _fitter(cls, dataclasses.replace(config, snapshot_every=0) if hasattr(config, "snapshot_every")
-                  else config, spec, device)
+    fit = _fitter(cls, config, spec, device)
     return (count_flops(lambda: fit(warmup + counted)) - count_flops(lambda: fit(warmup))) // counted
 
 

@@ -297,6 +297,7 @@ class Trial:
 
     request: EvalRequest
     env: EnvSpec
+    oracle: Oracle  # one per cell: it holds a MuJoCo state per thread
     policy: GaussianPolicy
     held_out: OfflineData
     starts: np.ndarray  # indices into held_out
@@ -327,8 +328,8 @@ class Trial:
                 say(f"warning: {diverged} of {len(self.starts)} trajectories from {request.model} hold non-finite "
                     "states; their errors are NaN")
         with watch("oracle"):
-            replay = Oracle(self.env).replay(self.held_out.qpos[self.starts], self.held_out.qvel[self.starts],
-                                             traj.actions.cpu().numpy())
+            replay = self.oracle.replay(self.held_out.qpos[self.starts], self.held_out.qvel[self.starts],
+                                        traj.actions.cpu().numpy())
         return traj, replay, gen_time
 
 
@@ -347,8 +348,8 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         adapt(model, path, policy, train, request.seed, device, progress, say)
 
     starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
-    trial = Trial(request, env, policy, held_out, starts, train.observations.std(axis=0), device, cell.precision,
-                  config.warmup_trajectories)
+    trial = Trial(request, env, Oracle(env), policy, held_out, starts, train.observations.std(axis=0), device,
+                  cell.precision, config.warmup_trajectories)
     say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
     traj, replay, gen_time = trial.run(model, say, watch)
     with watch("metrics"):

@@ -2,9 +2,9 @@
 
 Two variants, both conditioned on the executed (clipped) action like every wmbench model:
 
-- `ar-diffusion` (wmbench's design):
-diffuses `y = [s_{t+1}, r_t, term_t]` (each dim z-scored) conditioned on
-  the clean, z-scored `(s_t, a_t)`, with PolyGRAD's schedule, x0 prediction and residual-MLP denoiser.
+- `ar-diffusion` (wmbench's design): diffuses `y = [s_{t+1}, r_t, term_t]` (each dim z-scored)
+  conditioned on the clean, z-scored `(s_t, a_t)`, with PolyGRAD's schedule, x0 prediction and
+  residual-MLP denoiser.
 - `ar-diffusion-2row` (the authors' baseline): PolyGRAD's trajectory model at two rows
   `[s_t, r_t, term_t], [s_{t+1}, r_{t+1}, term_{t+1}]`, `s_t` inpainted, the actions `[a_t, a_{t+1}]`
   as the denoiser's scaled input in training and `[a_t, 0]` at sampling; the state is read from
@@ -18,9 +18,8 @@ times the denoiser passes of PolyGRAD for a trajectory of H steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -116,8 +115,7 @@ class ARDiffusionTwoRow(AutoregressiveWorldModel):
         actions = torch.stack([model.act_norm.normalise(act), torch.zeros_like(act)], dim=1)  # a_{t+1}: 0
 
         def denoise(x, t):
-            x = torch.cat([torch.cat([s0, x[:, 0, obs_dim:]], dim=-1)[:, None], x[:, 1:]], dim=1)  # inpaint s_t
-            return model.denoiser(x, model.schedule.sqrt_alpha_bar[t].view(-1, 1, 1) * actions, t)
+            return model.denoiser(model._inpaint(x, s0), model.schedule.sqrt_alpha_bar[t].view(-1, 1, 1) * actions, t)
 
         x = model.schedule.sample(denoise, (len(obs), 2, obs_dim + 2), generator, obs.device)
         x = model.x_norm.unnormalise(x)
