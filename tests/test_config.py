@@ -52,6 +52,19 @@ def test_per_env_tables_override_their_model_for_that_env_only(tmp_path):
         model_config(polygrad, str(typo), 10, env="hopper")
 
 
+def test_per_horizon_tables_give_the_papers_width_at_long_horizons(tmp_path):
+    from wmbench.evaluate import model_config
+
+    polygrad = get_model_class("polygrad")
+    assert [model_config(polygrad, "paper", h, env="walker2d").width for h in (10, 50, 200)] == [1024, 2048, 2048]
+    assert model_config(polygrad, "paper", 50, ("polygrad.width=512",)).width == 512  # --set wins
+    both = tmp_path / "both.toml"  # an env's table is applied after a horizon's
+    both.write_text("[polygrad.h50]\nblocks = 3\ntau = 0.5\n[polygrad.hopper]\ntau = 0.1\n")
+    config = model_config(polygrad, str(both), 50, env="hopper")
+    assert (config.blocks, config.tau) == (3, 0.1)
+    assert model_config(polygrad, str(both), 10, env="walker2d").blocks == 6
+
+
 def test_overrides_are_parsed_as_toml_and_checked():
     parsed = parse_overrides(("polygrad.train_steps=7", "polygrad.lr=1e-4", "polygrad.guidance=none",
                               "mlp-ensemble.weight_decay=[1e-5, 1e-5, 1e-5]", "polygrad.delta_init=1"))

@@ -3,18 +3,23 @@ that runs everywhere: every random draw that takes a generator names a device, s
 is never handed to a CPU draw."""
 
 import ast
+import dataclasses
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 from wmbench.bench import run_bench, run_train_bench
-from wmbench.models.base import available_models
+from wmbench.evaluate import model_config
+from wmbench.models.base import available_models, get_model_class
+from wmbench.models.training import GRAPH_WARMUP
 from wmbench.paths import PACKAGE_ROOT
 from wmbench.results import ResultsStore
 from wmbench.sweep import grid, run_sweep
+from wmbench.testing import LinearSystem
 
 RANDOM_CALLS = {"randint", "randn", "rand", "randperm", "multinomial", "normal", "randn_like", "rand_like"}
 
@@ -63,6 +68,39 @@ def test_bench_on_cuda(tmp_path):
                               device="cuda", precision="bf16", updates=5, store=ResultsStore(tmp_path),
                               say=lambda m: None)
     assert (trained.loc[trained["metric"] == "train_update_s", "value"] > 0).all()
+    assert (trained.loc[trained["metric"] == "train_gflop", "value"] > 0).all(), "FLOPs counted without the graph"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["polygrad", "ar-diffusion", "ar-diffusion-2row", "transformer"])
+def test_graphed_training_on_cuda_is_the_eager_training(name, monkeypatch):
+    """The CUDA graph replays the eager update (same minibatches, same noise: the graph advances the
+    default generator as the eager kernels do), so both trainings end at nearly the same weights."""
+    data = LinearSystem.random(3, 2, noise_std=0.01).dataset(episodes=20, length=30)
+    cls, updates = get_model_class(name), 40
+    replays = []
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda graph: replays.append(1) or replay(graph))
+
+    def train(graph: bool) -> dict:
+        torch.manual_seed(0)
+        config = dataclasses.replace(model_config(cls, "smoke", 4), train_steps=updates, cuda_graph=graph)
+        model = cls(3, 2, config).to("cuda")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(data, generator=torch.Generator("cuda").manual_seed(0), progress=False)
+        assert not [w for w in caught if "CUDA graph" in str(w.message) or "stream does not match" in str(w.message)]
+        return {k: v.detach().float() for k, v in model.named_parameters()}
+
+    torch.manual_seed(0)
+    initial = {k: v.detach().cuda() for k, v in cls(3, 2, model_config(cls, "smoke", 4)).named_parameters()}
+    eager = train(False)
+    assert not replays
+    graphed = train(True)
+    assert len(replays) == updates - GRAPH_WARMUP
+    moved = max((eager[k] - initial[k]).abs().max().item() for k in initial)
+    apart = max((graphed[k] - eager[k]).abs().max().item() for k in eager)
+    assert moved > 0 and apart < 0.05 * moved, (apart, moved)
 
 
 @pytest.mark.gpu

@@ -67,7 +67,7 @@ def test_training_interrupted_by_an_exception_resumes_to_identical_weights(tmp_p
 def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
     state = tmp_path / "model.train-state.pt"
     script = textwrap.dedent(f"""
-        import os, signal, sys
+        import os, signal, sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from wmbench.models.training import EMA
         from test_training import train
@@ -75,6 +75,8 @@ def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
         def killing_update(self, model, step):
             update(self, model, step)
             if step == 33:
+                while not os.path.exists({str(state)!r}):  # written in the background since update 20
+                    time.sleep(0.01)
                 os.kill(os.getpid(), signal.SIGKILL)
         EMA.update = killing_update
         from pathlib import Path
@@ -84,6 +86,13 @@ def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
     assert killed.returncode == -9, killed.stderr
     assert torch.load(state, weights_only=True)["step"] == 20
     assert_same_state(train(state), train())
+
+
+def test_a_failed_state_write_stops_the_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OSError):  # the write runs in the background; its error is raised all the same
+        train(blocker / "model.train-state.pt")
 
 
 def test_snapshots_are_the_model_at_that_step_and_leave_training_unchanged(tmp_path, monkeypatch):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -25,6 +27,7 @@ from wmbench.envs import get_env
 from wmbench.errors import UsageError
 from wmbench.evaluate import PRECISIONS, model_config, resolve_device
 from wmbench.models.base import WorldModel, get_model_class
+from wmbench.models.training import STATE_SUFFIX
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import BENCH_DATASET, Cell, ResultsStore
@@ -182,7 +185,9 @@ def _fitter(cls: type[WorldModel], config, spec, device: str):
     def fit(n: int) -> WorldModel:
         torch.manual_seed(0)
         model = cls(spec.obs_dim, spec.act_dim, with_budget(config, n)).to(device)
-        model.fit(data, generator=torch.Generator(device).manual_seed(0), progress=False)
+        with tempfile.TemporaryDirectory() as folder:  # training states are written as in a real run
+            model.fit(data, generator=torch.Generator(device).manual_seed(0), progress=False,
+                      state_path=Path(folder) / f"bench{STATE_SUFFIX}")
         return model
 
     return fit
@@ -192,6 +197,8 @@ def training_flop_per_update(cls: type[WorldModel], config, spec, device: str = 
                              counted: int = 5) -> int:
     """FLOPs of one training update, as the difference between trainings of `warmup + counted` and
     `warmup` updates (setup cancels out); every update costs the same."""
+    if hasattr(config, "cuda_graph"):  # the FLOP counter sees operations as they are launched, not replayed
+        config = dataclasses.replace(config, cuda_graph=False)
     fit = _fitter(cls, config, spec, device)
     return (count_flops(lambda: fit(warmup + counted)) - count_flops(lambda: fit(warmup))) // counted
 

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -195,20 +196,22 @@ def canonical_overrides(overrides: tuple[str, ...], sections: set[str] | None = 
 
 
 def build_config(config_cls: type[T], profile: str, section: str, overrides: tuple[str, ...] = (),
-                 env: str | None = None, **explicit: Any) -> T:
+                 env: str | None = None, horizon: int | None = None, **explicit: Any) -> T:
     """`config_cls` with its defaults overridden by `[section]` of the profile, then by its
-    `[section.ENV]` table for the given `env` (the authors' per-env settings, e.g. Hopper's tau),
-    then by `explicit` (values of None are ignored), then by the `--set` overrides of that section."""
+    `[section.hN]` table for the given `horizon` (e.g. the paper's PolyGRAD width 2048 at h = 50),
+    then by its `[section.ENV]` table for the given `env` (the authors' per-env settings, e.g.
+    Hopper's tau), then by `explicit` (values of None are ignored), then by the `--set` overrides."""
     from wmbench.envs import ENVS
 
     table = load_profile(profile).get(section, {})
-    per_env = {key: value for key, value in table.items() if isinstance(value, dict)}
-    unknown_envs = sorted(set(per_env) - set(ENVS))
-    if unknown_envs:
-        raise UsageError(f"profile {profile!r}, [{section}.{unknown_envs[0]}]: not an env; per-env tables are "
-                         f"named after one of: {', '.join(ENVS)}")
-    values = {key: value for key, value in table.items() if key not in per_env}
-    values.update(per_env.get(env, {}))
+    subtables = {key: value for key, value in table.items() if isinstance(value, dict)}
+    unknown = sorted(key for key in subtables if key not in ENVS and not re.fullmatch(r"h\d+", key))
+    if unknown:
+        raise UsageError(f"profile {profile!r}, [{section}.{unknown[0]}]: not an env or a horizon; tables are "
+                         f"named after one of {', '.join(ENVS)} or a horizon (h10, h50, ...)")
+    values = {key: value for key, value in table.items() if key not in subtables}
+    values.update(subtables.get(f"h{horizon}", {}))
+    values.update(subtables.get(env, {}))
     values.update({k: v for k, v in explicit.items() if v is not None})
     values.update(parse_overrides(tuple(overrides)).get(section, {}))
     known = {f.name for f in dataclasses.fields(config_cls)}

@@ -140,9 +140,9 @@ def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overri
 
 def model_config(model_cls: type[WorldModel], profile: str, horizon: int, overrides: tuple[str, ...] = (),
                  env: str | None = None):
-    """The model's config from the profile (its env's table included) and overrides; trajectory-level
-    models get the requested horizon."""
-    config = build_config(model_cls.Config, profile, model_cls.name, overrides, env=env)
+    """The model's config from the profile (its horizon's and env's tables included) and overrides;
+    trajectory-level models get the requested horizon."""
+    config = build_config(model_cls.Config, profile, model_cls.name, overrides, env=env, horizon=horizon)
     if model_cls.fixed_horizon:
         if "horizon" in canonical_overrides(overrides, {model_cls.name}):
             raise UsageError(f"set the horizon of {model_cls.name} with --horizon, not --set")
