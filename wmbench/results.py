@@ -111,7 +111,7 @@ class ResultsStore:
         An unreadable file is skipped with a warning naming it; the rest is still returned.
         """
         frames = []
-        for path in sorted(self.root.glob("**/*.csv")):
+        for path in sorted(self.root.glob("*/*/*.csv")):  # ENV/MODEL/cell.csv: a report written inside is not read
             try:
                 frames.append(read_rows(path))
             except ValueError as err:
