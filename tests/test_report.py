@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wmbench.envs import observation_names
 from wmbench.errors import UsageError
 from wmbench.metrics import HIST_EDGES
 from wmbench.report import bootstrap_ci, write_report
@@ -20,6 +21,10 @@ def known_mse(model, env, seed, step, horizon):
     return BASE[model] * step * (1 + 0.1 * seed) * (2.0 if env == "hopper" else 1.0) * (1 + horizon / 1000)
 
 
+def known_dim_error(model, seed, dim, horizon):
+    return BASE[model] * (dim + 1) * (1 + seed) * horizon
+
+
 def write_store(root, profile="quick") -> ResultsStore:
     store = ResultsStore(root)
     centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
@@ -34,6 +39,8 @@ def write_store(root, profile="quick") -> ResultsStore:
                              for b, c in enumerate(centres)]
                     if model == "polygrad":
                         rows += [("delta", k, 0.1 / (k + 1)) for k in range(20)]
+                    rows += [(f"mse_dim[{name}]", horizon, known_dim_error(model, seed, k, horizon))
+                             for k, name in enumerate(observation_names(env))]
                     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
                         n_trajectories=256, git_commit="abc123", device="test cpu", versions="v", created="2026-01-01")
                     store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", profile, horizon, seed), table)
@@ -58,6 +65,25 @@ def test_every_figure_and_table_is_written(tmp_path):
     assert {p.name for p in written} >= set(FIGURES) | {"README.md", "bench_table.md"}
     assert "bench" not in (tmp_path / "out" / "mse_table.csv").read_text(), "timings are not evaluations"
     assert "| polygrad | fp32 | hopper | 10 |" in readme
+
+
+def test_the_per_dimension_figure_shows_the_stored_rows_and_the_readme_a_gif_per_env(tmp_path):
+    (tmp_path / "out" / "videos").mkdir(parents=True)
+    for name in ("hopper-mlp-ensemble-h10-s0.gif", "hopper-polygrad-h10-s0.gif"):
+        (tmp_path / "out" / "videos" / name).write_bytes(b"GIF89a")
+    written = write_report(write_store(tmp_path / "results"), tmp_path / "out")
+    dims = pd.read_csv(tmp_path / "out" / "dim_error.csv")
+    for env in ("hopper", "halfcheetah"):
+        mine = dims[(dims["panel"] == env) & (dims["model"] == "mlp-ensemble")]
+        assert list(mine["dim"]) == list(observation_names(env))  # in observation order, named
+        # from the longest (h = 50) cells, mean over seeds
+        expected = [np.mean([known_dim_error("mlp-ensemble", s, k, 50) for s in SEEDS]) for k in range(len(mine))]
+        assert mine["mean"].to_numpy() == pytest.approx(expected)
+        assert (tmp_path / "out" / f"dim_error_{env}.png") in written
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "(dim_error_hopper.png)" in readme
+    assert "(videos/hopper-polygrad-h10-s0.gif)" in readme and "mlp-ensemble-h10-s0.gif" not in readme
+    assert "videos/halfcheetah" not in readme
 
 
 def test_table_cells_equal_the_store_means(tmp_path):

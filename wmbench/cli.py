@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import sys
 import warnings
@@ -94,6 +95,42 @@ def evaluate(
     value = lambda metric: float(table.loc[table["metric"] == metric, "value"].iloc[0])  # noqa: E731
     console.print(f"generation: {value('gen_time_s'):.3f} s for the batch | fit: {value('fit_time_s'):.1f} s | "
                   f"commit {first['git_commit']} | {first['device']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def render(
+    model: str = typer.Option(..., help="Registered model name of an evaluated cell."),
+    env: str = typer.Option(..., help="halfcheetah, hopper or walker2d."),
+    horizon: int = typer.Option(10, help="Steps per trajectory (the cell's)."),
+    n: int = typer.Option(4, help="Trajectories to show: the cell's first N, one row each."),
+    seed: int = typer.Option(0, help="The cell's seed."),
+    profile: str = typer.Option("quick", help="The cell's config profile."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    n_trajectories: Optional[int] = typer.Option(None, help="The cell's trajectories (default: the profile's)."),
+    dataset: Optional[str] = typer.Option(None, help="The cell's Minari dataset id (default: as evaluate)."),
+    policy: str = typer.Option("bc", help="The cell's evaluation policy: bc or behaviour."),
+    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for the MP4 and GIF (default: WORKSPACE/report/videos, "
+                                                  "where `wmbench report` shows the GIFs)."),
+) -> None:
+    """Video of an evaluated cell: the simulator replaying the generated actions (left) next to the
+    model's generated states (right), one trajectory per row, with the error at each step. Needs
+    the cell's cached model (run `wmbench evaluate` with the same options first) and MuJoCo's
+    offscreen renderer (without a display: MUJOCO_GL=egl or osmesa)."""
+    from wmbench.evaluate import EvalRequest
+    from wmbench.paths import workspace
+    from wmbench.render import render as run
+
+    request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, overrides=tuple(set_),
+                          dataset=dataset, n_trajectories=n_trajectories, device=device, policy=policy,
+                          **({} if policy_std is None else {"policy_std": policy_std}))
+    out = out or workspace() / "report" / "videos"
+    start = time.perf_counter()
+    mp4, gif, video = run(request, n, out, say=lambda m: console.print(m, highlight=False))
+    console.print(f"wrote {mp4} ({mp4.stat().st_size / 1e3:.0f} kB) and {gif} ({gif.stat().st_size / 1e3:.0f} kB): "
+                  f"{len(video.frames)} frames of {video.frames.shape[2]}x{video.frames.shape[1]} in "
+                  f"{time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
 
 
 def _split(value: str, kind: type = str, option: str = "") -> list:

@@ -123,6 +123,24 @@ def get_env(name: str) -> EnvSpec:
     raise UsageError(f"unknown env {name!r}; choose one of: {', '.join(ENVS)}")
 
 
+ROOT_POSITIONS = {"rootx": "torso x", "rootz": "torso height", "rooty": "torso angle"}
+ROOT_VELOCITIES = {"rootx": "torso x velocity", "rootz": "torso z velocity", "rooty": "torso angular velocity"}
+
+
+@functools.cache
+def observation_names(name: str) -> tuple[str, ...]:
+    """Readable names of an env's observation dims, from its MuJoCo joints (every joint of these
+    envs has one degree of freedom): the position of every joint but x, then every velocity."""
+    import mujoco
+
+    model = mujoco_model(name)
+    joints = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(model.njnt)]
+    limb = {j: j.removesuffix("_joint").replace("_", " ") for j in joints}
+    positions = [ROOT_POSITIONS.get(j, f"{limb[j]} angle") for j in joints]
+    velocities = [ROOT_VELOCITIES.get(j, f"{limb[j]} angular velocity") for j in joints]
+    return tuple(positions[1:] + velocities)
+
+
 @functools.cache
 def mujoco_model(name: str):
     """The compiled MjModel of an env (cached: compiling the XML takes tens of milliseconds)."""

@@ -32,7 +32,7 @@ from wmbench.config import (
     profile_label,
 )
 from wmbench.data import OfflineData
-from wmbench.envs import EnvSpec, get_env
+from wmbench.envs import EnvSpec, get_env, observation_names
 from wmbench.errors import DatasetError, UsageError
 from wmbench.models.base import Trajectories, WorldModel, get_model_class
 from wmbench.models.training import TrainingConfig, snapshot_path, training_state_path, warn_if_bf16_is_emulated
@@ -353,7 +353,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
     say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
     traj, replay, gen_time = trial.run(model, say, watch)
     with watch("metrics"):
-        rows = metric_rows(traj, replay, trial.obs_std)
+        rows = metric_rows(traj, replay, trial.obs_std, observation_names(trial.env.name))
         rows += calibration_rows(policy.standardise(traj.observations[:, :-1], traj.actions).cpu().numpy())
         rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
@@ -392,17 +392,21 @@ def curve_rows(model: WorldModel, path: Path, eval_every: int, trial: Trial, fin
         snapshot = WorldModel.load(snap_path, device=trial.device)
         adapt(snapshot, snap_path, trial.policy, train, trial.request.seed, trial.device, False, lambda _: None)
         traj, replay, _ = trial.run(snapshot, say, watch)
-        frames.append(pd.DataFrame(metric_rows(traj, replay, trial.obs_std), columns=["metric", "step", "value"])
-                      .assign(train_step=step))
+        rows = metric_rows(traj, replay, trial.obs_std, observation_names(trial.env.name))
+        frames.append(pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(train_step=step))
     frames.append(final.assign(train_step=model.fit_report.steps))
     curve = pd.concat(frames, ignore_index=True)
     curve = curve[curve["metric"].isin(CURVE_METRICS)]
     return curve.assign(metric="curve_" + curve["metric"], train_flops=curve["train_step"] * float(flop))
 
 
-def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float]]:
-    """Per-step metric rows `(metric, step, value)`; step k is the state after k transitions."""
+def metric_rows(traj, replay, obs_std: np.ndarray, dim_names: tuple[str, ...]) -> list[tuple[str, int, float]]:
+    """Per-step metric rows `(metric, step, value)`; step k is the state after k transitions. The
+    error of each obs dim at the last step is `mse_dim[NAME]` (e.g. `mse_dim[thigh angle]`)."""
     pred_obs = traj.observations.cpu().numpy()
+    horizon = pred_obs.shape[1] - 1
+    last = metrics.state_mse_per_dim(pred_obs, replay.observations)[horizon]
+    per_dim = [(dim_metric(name), horizon, float(v)) for name, v in zip(dim_names, last, strict=True)]
     curves = {
         "mse": metrics.state_mse(pred_obs, replay.observations)[1:],
         "mse_norm": metrics.state_mse_normalised(pred_obs, replay.observations, obs_std)[1:],
@@ -412,7 +416,12 @@ def metric_rows(traj, replay, obs_std: np.ndarray) -> list[tuple[str, int, float
         "reward_mse": metrics.reward_mse(traj.rewards.cpu().numpy(), replay.rewards),
         "term_disagree": metrics.termination_disagreement(traj.terminals.cpu().numpy(), replay.terminals),
     }
-    return [(name, k + 1, float(v)) for name, curve in curves.items() for k, v in enumerate(curve)]
+    return [(name, k + 1, float(v)) for name, curve in curves.items() for k, v in enumerate(curve)] + per_dim
+
+
+def dim_metric(name: str) -> str:
+    """The metric of one obs dim's error at the last step."""
+    return f"mse_dim[{name}]"
 
 
 def calibration_rows(z: np.ndarray) -> list[tuple[str, int, float]]:

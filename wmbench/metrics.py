@@ -17,6 +17,12 @@ def state_mse(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.mean(np.square(np.asarray(pred, np.float64) - true), axis=(0, 2))
 
 
+def state_mse_per_dim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Mean over trajectories of `(pred - true)^2` per step and obs dim: `[H+1, obs]`; its mean over
+    dims is `state_mse`."""
+    return np.mean(np.square(np.asarray(pred, np.float64) - true), axis=0)
+
+
 def state_mse_normalised(pred: np.ndarray, true: np.ndarray, std: np.ndarray) -> np.ndarray:
     """`state_mse` with every obs dim divided by `std [obs]` (the dataset's), so that no dim
     dominates by its units: `[H+1]`."""

@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from wmbench.aggregate import FLOOR, aggregate, normalised_scores  # noqa: E402
+from wmbench.envs import observation_names  # noqa: E402
 from wmbench.errors import UsageError  # noqa: E402
 from wmbench.metrics import HIST_EDGES  # noqa: E402
 from wmbench.paths import atomic_write_bytes  # noqa: E402
@@ -315,6 +316,50 @@ def plot_learning_curves(curves: pd.DataFrame, colours: dict, path: Path) -> Pat
     return _save(fig, path)
 
 
+DIM_PREFIX = "mse_dim["
+
+
+def dim_error(sel: Selection) -> pd.DataFrame:
+    """Tidy error per obs dim at the last step of each model's longest trajectories: `panel, model,
+    horizon, dim, dim_index, mean, ci_low, ci_high, n_seeds` (dims in observation order)."""
+    rows = sel.rows[sel.rows["metric"].str.startswith(DIM_PREFIX)]
+    if rows.empty:  # stores older than the per-dim rows
+        return pd.DataFrame()
+    rows = rows[rows["horizon"] == rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")]
+    rows = rows.assign(dim=rows["metric"].str[len(DIM_PREFIX):-1])
+    order = {(env, name): k for env in rows["env"].unique() for k, name in enumerate(observation_names(env))}
+    tidy = summarise(rows.assign(dim_index=[order.get(key, -1) for key in zip(rows["env"], rows["dim"])]),
+                     ["panel", "model", "horizon", "dim", "dim_index"])
+    return tidy.sort_values(["panel", "dim_index", "model"]).reset_index(drop=True)
+
+
+def plot_dim_error(dims: pd.DataFrame, colours: dict, out: Path) -> list[Path]:
+    """One figure per panel: every model's error per obs dim at its last step, on a log axis."""
+    paths = []
+    for panel, rows in dims.groupby("panel", sort=True):
+        names = list(dict.fromkeys(rows.sort_values("dim_index")["dim"]))
+        models = ordered_models(rows["model"].unique())
+        fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(names) * max(len(models), 2) / 2 + 1.5))
+        height = 0.8 / len(models)
+        for k, model in enumerate(models):
+            mine = rows[rows["model"] == model].set_index("dim").reindex(names)
+            ax.barh(np.arange(len(names)) + (k - (len(models) - 1) / 2) * height, mine["mean"], height=height,
+                    color=colours[model], label=f"{model} (h = {int(mine['horizon'].max())})")
+        ax.set_yticks(np.arange(len(names)), names)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("squared error at the last step (raw units)")
+        ax.set_title(f"{panel}: error per observation dimension")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12 * 12 / (len(names) + 4)),
+                  ncol=min(len(models), 3), frameon=False)
+        paths.append(_save(fig, out / f"dim_error_{_slug(panel)}.png"))
+    return paths
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")
+
+
 def plot_generation_time(sel: Selection, colours: dict, path: Path) -> tuple[Path, pd.DataFrame]:
     rows = sel.metric("gen_time_s").assign(step=lambda f: f["horizon"])
     per_transition = rows.assign(value=rows["value"] / (rows["horizon"] * rows["n_trajectories"]) * 1e3)
@@ -483,6 +528,13 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
         sections["curves"] = curve_table(curves)
         written += _write_table(curves, sections["curves"], out / "learning_curves")
 
+    dims = dim_error(sel)
+    if not dims.empty:
+        sections["dims"] = plot_dim_error(dims, colours, out)
+        written += sections["dims"]
+        atomic_write_bytes(out / "dim_error.csv", dims.to_csv(index=False).encode())
+        written.append(out / "dim_error.csv")
+
     gen_path, gen = plot_generation_time(sel, colours, out / "generation_time.png")
     gen_wide = wide_table(gen, sel.models, present_columns(gen, sel.panels, sorted(gen["step"].unique())))
     written += [gen_path, *_write_table(gen, gen_wide, out / "generation_time")]
@@ -501,9 +553,19 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     bench = bench_table(table[is_bench & (table["profile"] == sel.profile)])
     if not bench.empty:
         written += _write_table(bench, bench.astype(object).where(bench.notna(), "–"), out / "bench_table")
+    sections["videos"] = one_video_per_env(out / "videos", sel.rows["env"].unique())
     readme = _readme(sel, sections, gen_wide, calib_wide, bench, has_delta=delta_path is not None)
     atomic_write_bytes(out / "README.md", readme.encode())
     return written + [out / "README.md"]
+
+
+def one_video_per_env(folder: Path, envs) -> list[Path]:
+    """A GIF per env from `wmbench render` (named ENV-MODEL-hH-sS.gif), PolyGRAD's first."""
+    videos = []
+    for env in sorted(envs):
+        gifs = sorted(folder.glob(f"{env}-*.gif"), key=lambda p: (not p.name.startswith(f"{env}-polygrad-"), p.name))
+        videos += gifs[:1]
+    return videos
 
 
 def _write_table(tidy: pd.DataFrame, wide: pd.DataFrame, stem: Path) -> list[Path]:
@@ -567,6 +629,17 @@ def _readme(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, calib_w
                   "updates and against training FLOPs. One budget is one point of these curves. Mean over seeds "
                   "at each number of updates (`learning_curves.csv` has the intervals and the alive error):", "",
                   markdown_table(sections["curves"]), ""]
+    if sections.get("dims"):
+        parts += ["## Error per observation dimension", "",
+                  "Each model's squared error in every observation dimension at the last step of its longest "
+                  "trajectories (mean over seeds, `dim_error.csv` with intervals): which part of the body a model "
+                  "gets wrong.", ""]
+        parts += [f"![error per dimension]({path.name})" for path in sections["dims"]] + [""]
+    if sections.get("videos"):
+        parts += ["## Trajectories", "",
+                  "The simulator replaying a model's generated actions (left) and the model's generated states "
+                  "(right), one trajectory per row (`wmbench render`; the MP4s lie beside the GIFs).", ""]
+        parts += [f"![{path.stem}](videos/{path.name})" for path in sections["videos"]] + [""]
     parts += [
         "## Generation cost",
         "![generation time versus horizon](generation_time.png)",
