@@ -5,8 +5,9 @@ generator (no host round trip), a fused (CUDA) or foreach (CPU) Adam, the loss r
 `LOG_EVERY` updates, bf16 autocast, `torch.compile`, on CUDA the whole update (forward, backward,
 Adam) captured once as a CUDA graph and replayed, and a resumable training state: every
 `checkpoint_every` updates the model, its EMA, the optimiser, every random-number generator and the
-step are copied to host memory and written atomically by a background thread, and a later `fit` with the same `state_path` continues from there. On a
-CPU an interrupted and resumed training ends with exactly the weights of an uninterrupted one. Every
+step are copied to host memory and written atomically by a background thread, and a later `fit`
+with the same `state_path` continues from there. On a CPU an interrupted and resumed training ends
+with exactly the weights of an uninterrupted one. Every
 `snapshot_every` updates the model as it would be saved then (EMA weights) is written beside the
 training state, for learning curves; saving one draws no random number and leaves training unchanged.
 
