@@ -158,20 +158,34 @@ def sweep(
     eval_every: Optional[int] = typer.Option(None, help=EVAL_EVERY_HELP),
     policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
     policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2)."),
+    backend: str = typer.Option("local", help="local (--workers processes on this machine) or ray (a Ray task per "
+                                              "checkpoint group; pip install 'wmbench[ray]')."),
+    address: Optional[str] = typer.Option(None, help="Ray: the cluster to join (auto: the running one; default: "
+                                                     "start a local Ray instance)."),
+    cpus_per_task: float = typer.Option(1, help="Ray: CPUs per task (also its torch threads)."),
+    gpus_per_task: float = typer.Option(0, help="Ray: GPUs per task (with --device cuda)."),
 ) -> None:
     """Evaluate every (model, env, horizon, seed) cell that is not in the results store yet.
 
     Rerun the same command to resume an interrupted sweep. A failing cell is reported (its traceback
-    beside where its results would be) and the others complete; the exit code is 1 if any failed."""
+    beside where its results would be) and the others complete; the exit code is 1 if any failed.
+    With --backend ray the cells run as Ray tasks that need no shared filesystem: results and
+    trained checkpoints come back to this machine's workspace."""
+    from wmbench.ray_backend import RayOptions
     from wmbench.sweep import grid, run_sweep
 
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend must be local or ray, got {backend!r}")
+    if cpus_per_task <= 0 or gpus_per_task < 0:
+        raise UsageError("--cpus-per-task must be positive and --gpus-per-task not negative")
+    ray = RayOptions(address, cpus_per_task, gpus_per_task) if backend == "ray" else None
     requests = grid(_split(models, option="--models"), _split(envs, option="--envs"),
                     _split(horizons, int, "--horizons"), _split(seeds, int, "--seeds"),
                     profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories,
                     eval_every=eval_every, policy=policy, **({} if policy_std is None else {"policy_std": policy_std}))
-    outcome = run_sweep(requests, workers=workers)
+    outcome = run_sweep(requests, workers=workers, ray=ray)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
                   f"{len(outcome.failed)} failed", highlight=False)
     for cell, error in outcome.failed.items():

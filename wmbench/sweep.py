@@ -28,6 +28,7 @@ from wmbench.config import canonical_overrides
 from wmbench.evaluate import EvalRequest, cell_of, evaluate, prepare_inputs
 from wmbench.models.base import get_model_class
 from wmbench.paths import atomic_write_bytes
+from wmbench.ray_backend import RayOptions
 from wmbench.results import Cell, ResultsStore
 
 Evaluator = Callable[..., object]  # `evaluate`'s signature; tests pass their own
@@ -84,9 +85,10 @@ def _init_worker(threads: int) -> None:
 
 
 def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsStore | None = None,
-              evaluator: Evaluator = evaluate, progress: bool = True,
-              say: Callable[[str], None] = print) -> SweepOutcome:
-    """Run the requests' missing cells; workers > 1 runs checkpoint groups in parallel processes."""
+              evaluator: Evaluator = evaluate, progress: bool = True, say: Callable[[str], None] = print,
+              ray: RayOptions | None = None) -> SweepOutcome:
+    """Run the requests' missing cells; workers > 1 runs checkpoint groups in parallel processes,
+    `ray` runs each group as a Ray task (`wmbench.ray_backend`)."""
     store = store or ResultsStore()
     outcome = SweepOutcome()
     pending: dict[tuple, list[EvalRequest]] = defaultdict(list)
@@ -122,7 +124,11 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
         bar.set_postfix(failed=len(outcome.failed))
 
     groups = list(pending.values())
-    if workers <= 1:
+    if ray is not None:
+        from wmbench.ray_backend import run_groups
+
+        run_groups(groups, store, evaluator, ray, record, bar.write)
+    elif workers <= 1:
         for group in groups:
             record(_run_group(group, str(store.root), evaluator))
     else:
