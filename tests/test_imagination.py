@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wmbench.data import Normaliser
-from wmbench.imagination import ActorCritic, ActorCriticConfig, alive_before, gae
+from wmbench.imagination import ActorCritic, ActorCriticConfig, gae, step_weights
 from wmbench.models.base import get_model_class
 from wmbench.testing import LinearSystem
 
@@ -23,7 +23,7 @@ def test_gae_and_returns_by_hand():
     advantages, returns = gae(rewards, values, terminals, gamma, lam)
     torch.testing.assert_close(advantages, expected)
     torch.testing.assert_close(returns, expected + values[:, :-1])
-    torch.testing.assert_close(alive_before(terminals), torch.tensor([[1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(step_weights(terminals), torch.tensor([[1.0, 1.0, 0.0]]))
 
 
 def linear_setup(seed: int = 0):
@@ -102,5 +102,5 @@ def test_imagined_rl_with_an_exact_model_moves_the_policy_towards_the_optimum():
 def test_steps_after_a_termination_carry_no_weight(terminal_at):
     terminals = torch.zeros(1, 6, dtype=torch.bool)
     terminals[0, terminal_at] = True
-    weight = alive_before(terminals)
+    weight = step_weights(terminals)
     assert weight[0, : terminal_at + 1].eq(1).all() and weight[0, terminal_at + 1:].eq(0).all()

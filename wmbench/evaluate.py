@@ -306,6 +306,15 @@ class Trial:
     precision: str
     warmup: int
 
+    @classmethod
+    def of(cls, request: EvalRequest, cell: Cell, config: EvalConfig, train: OfflineData, held_out: OfflineData,
+           policy: GaussianPolicy, device: str) -> Trial:
+        """The cell's trial: `config.n_trajectories` start states drawn from the held-out data with its seed."""
+        env = get_env(cell.env)
+        starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
+        return cls(request, env, Oracle(env), policy, held_out, starts, train.observations.std(axis=0), device,
+                   cell.precision, config.warmup_trajectories)
+
     def run(self, model: WorldModel, say: Callable[[str], None],
             watch: Stopwatch) -> tuple[Trajectories, Replay, float]:
         """Generate from the start states (after an untimed warm-up), then replay the actions."""
@@ -337,7 +346,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
              progress: bool, say: Callable[[str], None]) -> pd.DataFrame:
     """The rows of one cell (dataset, policy and model made or loaded on the way)."""
     model_cls = get_model_class(request.model)
-    env, watch = get_env(cell.env), Stopwatch(device)
+    watch = Stopwatch(device)
     with watch("data"):  # dataset and policy, made or loaded
         train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides,
                                                  cell.policy, make_missing, progress, say)
@@ -347,10 +356,8 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         model = load_or_fit_model(model_cls, cell, request, train, device, progress, say, config.eval_every)
         adapt(model, path, policy, train, request.seed, device, progress, say)
 
-    starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
-    trial = Trial(request, env, Oracle(env), policy, held_out, starts, train.observations.std(axis=0), device,
-                  cell.precision, config.warmup_trajectories)
-    say(f"generating {len(starts)} trajectories of {request.horizon} steps with {request.model}")
+    trial = Trial.of(request, cell, config, train, held_out, policy, device)
+    say(f"generating {len(trial.starts)} trajectories of {request.horizon} steps with {request.model}")
     traj, replay, gen_time = trial.run(model, say, watch)
     with watch("metrics"):
         rows = metric_rows(traj, replay, trial.obs_std, observation_names(trial.env.name))
@@ -367,7 +374,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
                                             watch.seconds.items()], columns=["metric", "step", "value"])],
                       ignore_index=True)
     return table.assign(
-        n_trajectories=len(starts), overrides=canonical_overrides(request.overrides),
+        n_trajectories=len(trial.starts), overrides=canonical_overrides(request.overrides),
         config=json.dumps(cell_config(request), sort_keys=True), **provenance(device),
         **datasets.card_columns(cell.dataset),
     )
@@ -406,7 +413,7 @@ def metric_rows(traj, replay, obs_std: np.ndarray, dim_names: tuple[str, ...]) -
     pred_obs = traj.observations.cpu().numpy()
     horizon = pred_obs.shape[1] - 1
     last = metrics.state_mse_per_dim(pred_obs, replay.observations)[horizon]
-    per_dim = [(dim_metric(name), horizon, float(v)) for name, v in zip(dim_names, last, strict=True)]
+    per_dim = [(metrics.dim_metric(name), horizon, float(v)) for name, v in zip(dim_names, last, strict=True)]
     curves = {
         "mse": metrics.state_mse(pred_obs, replay.observations)[1:],
         "mse_norm": metrics.state_mse_normalised(pred_obs, replay.observations, obs_std)[1:],
@@ -417,11 +424,6 @@ def metric_rows(traj, replay, obs_std: np.ndarray, dim_names: tuple[str, ...]) -
         "term_disagree": metrics.termination_disagreement(traj.terminals.cpu().numpy(), replay.terminals),
     }
     return [(name, k + 1, float(v)) for name, curve in curves.items() for k, v in enumerate(curve)] + per_dim
-
-
-def dim_metric(name: str) -> str:
-    """The metric of one obs dim's error at the last step."""
-    return f"mse_dim[{name}]"
 
 
 def calibration_rows(z: np.ndarray) -> list[tuple[str, int, float]]:

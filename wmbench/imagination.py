@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wmbench import metrics
 from wmbench.config import param
 from wmbench.data import Normaliser
 from wmbench.models.base import Trajectories, WorldModel
@@ -50,10 +51,11 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, terminals: torch.Tensor, ga
     return advantages, advantages + values[:, :-1]
 
 
-def alive_before(terminals: torch.Tensor) -> torch.Tensor:
-    """`[B, H]` weights: 1 for steps taken before any termination (the step that terminates counts)."""
-    ended = torch.cumsum(terminals.float(), dim=1)
-    return torch.cat([torch.ones_like(ended[:, :1]), (ended[:, :-1] == 0).float()], dim=1)
+def step_weights(terminals: torch.Tensor) -> torch.Tensor:
+    """`[B, H]`: 1 for step t when no termination came before it, i.e. when the state it leads to is
+    alive (`metrics.alive_mask` of states 1..H): the step into a terminal state counts, later ones not."""
+    alive = metrics.alive_mask(terminals.cpu().numpy())[:, 1:]
+    return torch.as_tensor(alive, dtype=torch.float32, device=terminals.device)
 
 
 class Critic(nn.Module):
@@ -102,7 +104,7 @@ class ActorCritic:
         c = self.config
         self.actor.train()
         obs, act, terminals = traj.observations, traj.actions, traj.terminals.bool()
-        weight = alive_before(terminals)
+        weight = step_weights(terminals)
         with torch.no_grad():
             values = self.slow_critic(obs)
             advantages, returns = gae(traj.rewards, values, terminals, c.gamma, c.lam)

@@ -23,6 +23,13 @@ def state_mse_per_dim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.mean(np.square(np.asarray(pred, np.float64) - true), axis=0)
 
 
+DIM_PREFIX = "mse_dim["  # `mse_dim[NAME]`: the error of one named obs dim at the last step
+
+
+def dim_metric(name: str) -> str:
+    return f"{DIM_PREFIX}{name}]"
+
+
 def state_mse_normalised(pred: np.ndarray, true: np.ndarray, std: np.ndarray) -> np.ndarray:
     """`state_mse` with every obs dim divided by `std [obs]` (the dataset's), so that no dim
     dominates by its units: `[H+1]`."""

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from wmbench.envs import EnvSpec, get_env, mujoco_model
+from wmbench.envs import EnvSpec, mujoco_model
 from wmbench.errors import UsageError
 
 PANEL = (240, 320)  # height, width of one view
@@ -144,7 +144,6 @@ def render(request, n: int, out: Path, *, progress: bool = True,
     from wmbench.evaluate import (Trial, adapt, cell_of, checkpoint_path, eval_config, prepare_inputs,
                                   resolve_device)
     from wmbench.models.base import WorldModel, get_model_class
-    from wmbench.oracle import Oracle
     from wmbench.timing import Stopwatch
 
     if n < 1:
@@ -156,17 +155,15 @@ def render(request, n: int, out: Path, *, progress: bool = True,
     if not path.is_file():
         raise UsageError(f"no trained {request.model} for this cell ({path} is missing); run `wmbench evaluate` with "
                          "the same --model, --env, --horizon, --seed, --profile and --set first")
-    env = get_env(cell.env)
     train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides, cell.policy,
                                              make_missing=False, progress=progress, say=say)
     policy = policy.to(device)
     model = WorldModel.load(path, device=device)
     adapt(model, path, policy, train, request.seed, device, progress, say)
     # the cell's whole batch is generated, so that its first n trajectories are the evaluated ones
-    starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
-    trial = Trial(request, env, Oracle(env), policy, held_out, starts, train.observations.std(axis=0), device,
-                  cell.precision, config.warmup_trajectories)
+    trial = Trial.of(request, cell, config, train, held_out, policy, device)
     traj, replay, _ = trial.run(model, say, Stopwatch(device))
+    env = trial.env
     gen_obs = traj.observations[:n].cpu().numpy().astype(np.float64)
     gen = model_states(env, gen_obs, replay.qpos[:n, 0, 0])
     say(f"rendering {n} trajectories of {request.horizon} steps")

@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from wmbench.aggregate import FLOOR, aggregate, normalised_scores  # noqa: E402
 from wmbench.envs import observation_names  # noqa: E402
 from wmbench.errors import UsageError  # noqa: E402
-from wmbench.metrics import HIST_EDGES  # noqa: E402
+from wmbench.metrics import DIM_PREFIX, HIST_EDGES  # noqa: E402
 from wmbench.paths import atomic_write_bytes  # noqa: E402
 from wmbench.results import BENCH_DATASET, ResultsStore, markdown_table  # noqa: E402
 
@@ -105,9 +105,12 @@ class Selection:
 
     def longest(self, name: str) -> pd.DataFrame:
         """A metric's rows from each (panel, model, seed)'s longest-horizon cell: one curve per seed."""
-        rows = self.metric(name)
-        longest = rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")
-        return rows[rows["horizon"] == longest]
+        return longest_horizon(self.metric(name))
+
+
+def longest_horizon(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each (panel, model, seed)'s longest-horizon cell."""
+    return rows[rows["horizon"] == rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -316,16 +319,13 @@ def plot_learning_curves(curves: pd.DataFrame, colours: dict, path: Path) -> Pat
     return _save(fig, path)
 
 
-DIM_PREFIX = "mse_dim["
-
-
 def dim_error(sel: Selection) -> pd.DataFrame:
     """Tidy error per obs dim at the last step of each model's longest trajectories: `panel, model,
     horizon, dim, dim_index, mean, ci_low, ci_high, n_seeds` (dims in observation order)."""
     rows = sel.rows[sel.rows["metric"].str.startswith(DIM_PREFIX)]
     if rows.empty:  # stores older than the per-dim rows
         return pd.DataFrame()
-    rows = rows[rows["horizon"] == rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")]
+    rows = longest_horizon(rows)
     rows = rows.assign(dim=rows["metric"].str[len(DIM_PREFIX):-1])
     order = {(env, name): k for env in rows["env"].unique() for k, name in enumerate(observation_names(env))}
     tidy = summarise(rows.assign(dim_index=[order.get(key, -1) for key in zip(rows["env"], rows["dim"])]),
