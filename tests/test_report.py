@@ -179,3 +179,36 @@ def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(
     assert point["mean"].iloc[0] == pytest.approx(np.mean([3 * 2.0 * (s + 1) * ratios[s] for s in SEEDS]))
     assert point["train_flops"].iloc[0] == pytest.approx(100e9)
     assert (out / "learning_curves.png").stat().st_size > 10_000 and (out / "aggregate.png").stat().st_size > 10_000
+
+
+def write_rl_runs(store: ResultsStore, profile="quick") -> None:
+    """RL runs whose returns are known: 100 * model factor * (1 + step / 1000) + 10 * seed."""
+    from wmbench.results import RL_DATASET
+
+    for model, factor in (("polygrad", 2.0), ("ppo", 1.0)):
+        for seed in (0, 1):
+            rows = [(metric, step, value) for step in (0, 1000, 2000) for metric, value in (
+                ("return", 100 * factor * (1 + step / 1000) + 10 * seed), ("policy_std", 1.0),
+                ("wall_evaluation_s", 1.0 + step / 1000), ("wall_real_steps_s", 3.0 * (1 + step / 1000)))]
+            table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(git_commit="abc123", device="cpu")
+            store.write(Cell(model, "hopper", RL_DATASET, "online", profile, 10 if model != "ppo" else 0, seed), table)
+
+
+def test_rl_runs_get_their_figure_and_table_beside_the_evaluations_or_alone(tmp_path):
+    store = write_store(tmp_path / "results")
+    write_rl_runs(store)
+    write_report(store, tmp_path / "out")
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "(rl_return.png)" in readme and "(mse_vs_step.png)" in readme
+    assert (tmp_path / "out" / "rl_return.png").stat().st_size > 10_000
+    tidy = pd.read_csv(tmp_path / "out" / "rl_return.csv")
+    last = tidy[tidy["step"] == 2000].set_index("model")
+    assert last.loc["polygrad", "mean"] == pytest.approx(600 + 5) and last.loc["ppo", "mean"] == pytest.approx(300 + 5)
+    assert "| hopper | polygrad | 2000 | 605 [600, 610] | 2 |" in readme  # the interval spans the two seeds
+    assert "real steps 75%, evaluation 25%" in readme  # 9 s of 3 + 9 s
+    assert "rl" not in set(pd.read_csv(tmp_path / "out" / "mse_table.csv")["model"]), "RL runs are not evaluations"
+
+    alone = ResultsStore(tmp_path / "rl-only")
+    write_rl_runs(alone)
+    write_report(alone, tmp_path / "out2")
+    assert "(rl_return.png)" in (tmp_path / "out2" / "README.md").read_text()

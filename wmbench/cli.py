@@ -98,6 +98,46 @@ def evaluate(
 
 
 @app.command()
+def rl(
+    model: str = typer.Option(..., help="A registered world model (its imagination trains the policy), or ppo "
+                                        "(model-free, stable-baselines3) for the baseline."),
+    env: str = typer.Option("halfcheetah", help="halfcheetah, hopper or walker2d."),
+    env_steps: Optional[int] = typer.Option(None, help="Real environment steps (default: the profile's)."),
+    seed: int = typer.Option(0, help="Seed of the run (its real episodes, networks and imagination)."),
+    profile: str = typer.Option("quick", help="smoke (seconds), quick (HalfCheetah or Hopper on a CPU in about an "
+                                              "hour, cut budgets), paper (the paper's budget, for a GPU), or a path "
+                                              "to a TOML file."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Sections: rl, imagination, ppo and the model's."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Run again a run that is already in the results store."),
+) -> None:
+    """RL in imagination, the paper's Algorithm 3: collect real steps with the current policy, train the
+    world model on them, and train an actor-critic only on trajectories the model imagines; PPO is
+    the model-free baseline at the same real steps. Stores the real return of the mean action at
+    every evaluation (`wmbench report` draws it against real steps); an interrupted run resumes
+    from its last evaluation."""
+    from wmbench.rl import RLRequest, summary
+    from wmbench.rl import run as run_rl
+
+    request = RLRequest(model=model, env=env, seed=seed, profile=profile, overrides=tuple(set_), env_steps=env_steps,
+                        device=device)
+    table = run_rl(request, force=force)
+    first = table.iloc[0]
+    console.print(f"{first['model']} on {first['env']} | seed {first['seed']} | {first['profile']}", highlight=False)
+    rows, rich_table = summary(table), Table()
+    for column in rows.columns:
+        rich_table.add_column("env step" if column == "step" else column, justify="right")
+    for row in rows.itertuples(index=False):
+        rich_table.add_row(str(int(row[0])), *(f"{v:.4g}" for v in row[1:]))
+    console.print(rich_table)
+    last = table[table["step"] == table["step"].max()]
+    walls = {m.removeprefix("wall_").removesuffix("_s"): v for m, v in zip(last["metric"], last["value"])
+             if m.startswith("wall_")}
+    console.print("wall time: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in walls.items()) +
+                  f" | commit {first['git_commit']} | {first['device']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
 def render(
     model: str = typer.Option(..., help="Registered model name of an evaluated cell."),
     env: str = typer.Option(..., help="halfcheetah, hopper or walker2d."),

@@ -138,6 +138,7 @@ def profile_description(profile: str) -> str:
 def section_class(section: str) -> type:
     """The config class of a section: a registered model's `Config`, or a `SECTIONS` entry."""
     import wmbench.evaluate  # noqa: F401  (declares the data, policy and evaluate sections)
+    import wmbench.rl  # noqa: F401  (declares the rl, imagination and ppo sections)
     from wmbench.models.base import available_models
 
     models = available_models()

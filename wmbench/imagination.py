@@ -90,6 +90,15 @@ class ActorCritic:
             module.to(device)
         return self
 
+    def state_dict(self) -> dict:
+        """Networks and optimisers, for a resumable run."""
+        return {name: getattr(self, name).state_dict()
+                for name in ("actor", "critic", "slow_critic", "actor_opt", "critic_opt")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            getattr(self, name).load_state_dict(value)
+
     def imagine(self, model: WorldModel, start_obs: torch.Tensor, generator: torch.Generator) -> Trajectories:
         """`config.imagined` trajectories of `config.horizon` steps from the given real start states."""
         self.actor.eval()

@@ -27,10 +27,10 @@ from wmbench.envs import observation_names  # noqa: E402
 from wmbench.errors import UsageError  # noqa: E402
 from wmbench.metrics import DIM_PREFIX, HIST_EDGES  # noqa: E402
 from wmbench.paths import atomic_write_bytes  # noqa: E402
-from wmbench.results import BENCH_DATASET, ResultsStore, markdown_table  # noqa: E402
+from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table  # noqa: E402
 
 MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "ar-diffusion-2row", "transformer", "mlp-ensemble",
-               "linear", "persistence")
+               "linear", "persistence", "ppo")
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
 BOOTSTRAP_SAMPLES = 2000
 
@@ -60,7 +60,7 @@ def model_colours(models) -> dict[str, tuple]:
     """Built-in models keep their colour whatever else is in the store; others follow, by name."""
     order = list(MODEL_ORDER) + sorted(set(models) - set(MODEL_ORDER))
     palette = sns.color_palette("colorblind", max(10, len(order)))
-    return {model: palette[i] for i, model in enumerate(order)}
+    return {model: palette[i] for i, model in enumerate(order)} | {"ppo": (0.0, 0.0, 0.0)}  # no world model: black
 
 
 def ordered_models(models) -> list[str]:
@@ -477,6 +477,67 @@ def bench_table(rows: pd.DataFrame) -> pd.DataFrame:
     return wide.sort_values(["precision", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
 
 
+# ----------------------------------------------------------------------------- RL in imagination (`wmbench rl`)
+
+RL_STAGES = ("real_steps", "world_model", "imagination", "actor_critic", "ppo", "evaluation")
+
+
+def rl_returns(sel: Selection) -> pd.DataFrame:
+    """The real return of each model's policy at every evaluation: mean and interval over seeds."""
+    return summarise(sel.metric("return"), ["panel", "model", "step"])
+
+
+def rl_table(sel: Selection) -> pd.DataFrame:
+    """Per panel and model: the return at the last evaluation, the real steps, and where the time went."""
+    rows = []
+    for (panel, model), runs in sel.rows.groupby(["panel", "model"], sort=False):
+        last = runs.groupby("seed")["step"].transform("max") == runs["step"]
+        final = runs[last]
+        mean, low, high = bootstrap_ci(final.loc[final["metric"] == "return", "value"].to_numpy())
+        seconds = final[final["metric"].str.startswith("wall_")].groupby("metric")["value"].mean()
+        total = seconds.sum()
+        split = ", ".join(f"{stage.replace('_', ' ')} {seconds[f'wall_{stage}_s'] / total:.0%}" for stage in RL_STAGES
+                          if f"wall_{stage}_s" in seconds and total > 0)
+        rows.append({"env": panel, "model": model, "real steps": int(final["step"].max()),
+                     "return": f"{mean:.0f} [{low:.0f}, {high:.0f}]", "seeds": final["seed"].nunique(),
+                     "wall time (min)": f"{total / 60:.1f}", "where the time went": split})
+    order = {m: k for k, m in enumerate(ordered_models(sel.rows["model"].unique()))}
+    return pd.DataFrame(rows).sort_values(["env", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+
+
+def plot_rl_returns(returns: pd.DataFrame, colours: dict, path: Path) -> Path:
+    panels = sorted(returns["panel"].unique())
+    fig, axes = _panel_axes(len(panels))
+    for ax, panel in zip(axes[0], panels):
+        part = returns[returns["panel"] == panel]
+        for model in ordered_models(part["model"]):
+            c = part[part["model"] == model].sort_values("step")
+            ax.plot(c["step"], c["mean"], "-", color=colours[model], marker="o", ms=3, lw=1.6, label=model)
+            ax.fill_between(c["step"], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.15, lw=0)
+        ax.set(title=panel, xlabel="real environment steps", ylabel="return (mean action)")
+    fig.suptitle("RL in imagination: real return of a policy trained only on a model's imagined trajectories\n"
+                 "(PPO: model-free on the real steps); mean over seeds, 95% interval")
+    _legend(fig, axes)
+    return _save(fig, path)
+
+
+def write_rl_report(sel: Selection, out: Path, colours: dict) -> tuple[list[Path], pd.DataFrame]:
+    """The RL figure and table; `(files, wide table)`."""
+    returns = rl_returns(sel)
+    wide = rl_table(sel)
+    files = [plot_rl_returns(returns, colours, out / "rl_return.png"), *_write_table(returns, wide, out / "rl_return")]
+    return files, wide
+
+
+def rl_section(wide: pd.DataFrame) -> list[str]:
+    return ["## RL in imagination (`wmbench rl`)", "![return against real steps](rl_return.png)", "",
+            "The paper's Algorithm 3 as a downstream score: an actor-critic trained only on a world model's imagined "
+            "trajectories (the model trained online on the real steps so far), PPO trained on the real steps "
+            "themselves. The return of each policy's mean action over real episodes at the last evaluation, "
+            "mean over seeds with a 95% bootstrap interval (`rl_return.csv` has every evaluation):", "",
+            markdown_table(wide), ""]
+
+
 def provenance_table(sel: Selection) -> pd.DataFrame:
     r = sel.rows
     facts = {
@@ -487,7 +548,8 @@ def provenance_table(sel: Selection) -> pd.DataFrame:
         "policies": ", ".join(sorted(r["policy"].unique())),
         "horizons": ", ".join(map(str, sorted(r["horizon"].unique()))),
         "seeds": ", ".join(map(str, sorted(r["seed"].unique()))),
-        "trajectories per cell": ", ".join(map(str, sorted(r["n_trajectories"].unique()))),
+        "trajectories per cell": ", ".join(map(str, sorted(r["n_trajectories"].dropna().astype(int).unique())))
+        if "n_trajectories" in r else "",
     }
     for column in ("git_commit", "device", "versions"):
         if column in r:
@@ -501,12 +563,21 @@ def provenance_table(sel: Selection) -> pd.DataFrame:
 def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
     """Every figure and table, and `README.md` that shows them; returns the files written."""
     table = results.read()
-    is_bench = table["dataset"] == BENCH_DATASET
-    sel = Selection.from_store(table[~is_bench], profile)
+    is_bench, is_rl = table["dataset"] == BENCH_DATASET, table["dataset"] == RL_DATASET
     out = Path(out)
-    colours = model_colours(sel.models)
     sns.set_theme(style="whitegrid", context="notebook")
     written, sections = [], {}
+    if is_rl.any():
+        rl_sel = Selection.from_store(table[is_rl], profile)
+        files, sections["rl"] = write_rl_report(rl_sel, out, model_colours(table["model"].unique()))
+        written += files
+        if (~is_bench & ~is_rl).sum() == 0:  # RL runs only
+            readme = "\n".join(["# wmbench report", "", f"Profile `{rl_sel.profile}`.", "", *rl_section(sections["rl"]),
+                                 "## Provenance", "", markdown_table(provenance_table(rl_sel)), ""])
+            atomic_write_bytes(out / "README.md", readme.encode())
+            return written + [out / "README.md"]
+    sel = Selection.from_store(table[~is_bench & ~is_rl], profile)
+    colours = model_colours(table["model"].unique())
     scores = aggregate_scores(sel)
     if not scores.empty:
         written.append(plot_aggregate(scores, colours, out / "aggregate.png"))
@@ -667,6 +738,8 @@ def _readme(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, calib_w
         markdown_table(calib_wide),
         "",
     ]
+    if "rl" in sections:
+        parts += rl_section(sections["rl"])
     if has_delta:
         parts += ["## PolyGRAD's guidance scale", "![delta over tuning](delta.png)", "",
                   "δ while it is tuned towards std(z) = 1 after training; a curve that has flattened has converged.", ""]

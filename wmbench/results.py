@@ -20,6 +20,7 @@ import pandas as pd
 from wmbench.paths import atomic_write_bytes, file_lock, results_root
 
 BENCH_DATASET = "bench"  # the dataset of `wmbench bench` rows: untrained models, timings only
+RL_DATASET = "online"  # the dataset of `wmbench rl` rows: online runs, no offline dataset
 ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "config_hash",
                "metric", "step", "value"]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -86,6 +87,35 @@ class LinearSystem:
             next_observations=flat(obs[:, 1:]), terminals=np.zeros(episodes * length, bool),
             episode_starts=np.arange(0, episodes * length + 1, length, dtype=np.int64),
         )
+
+
+class LinearSystemEnv(gym.Env):
+    """`LinearSystem` as a gymnasium env: starts drawn from N(0, I), episodes cut after `length` steps."""
+
+    def __init__(self, system: LinearSystem, length: int = 50):
+        self.system, self.length = system, length
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (system.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (system.act_dim,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state, self.t = self.np_random.normal(size=self.system.obs_dim), 0
+        return self.state.astype(np.float32), {}
+
+    def step(self, action):
+        self.state, reward = self.system.step(self.state, np.asarray(action, np.float64), self.np_random)
+        self.t += 1
+        return self.state.astype(np.float32), float(reward), False, self.t >= self.length, {}
+
+
+def linear_real_env(system: LinearSystem, length: int = 50):
+    """The `RealEnv` of `wmbench.rl` for a linear system: its state is the observation."""
+    from wmbench.rl import RealEnv
+
+    return RealEnv(name="linear", obs_dim=system.obs_dim, act_dim=system.act_dim,
+                   make=lambda: LinearSystemEnv(system, length),
+                   sim_state=lambda env: (env.unwrapped.state.copy(), np.zeros(0)),
+                   replay=lambda qpos, qvel, actions: system.rollout(qpos, actions)[0])
 
 
 def simple_policy(obs_dim: int, act_dim: int, std: float = 0.3, seed: int = 0) -> GaussianPolicy:

@@ -100,6 +100,8 @@ class WorldModel(nn.Module, abc.ABC):
     Config: ClassVar[type] = NoConfig
     fixed_horizon: ClassVar[bool] = False
     """True for models that generate exactly `config.horizon` steps (trajectory-level models)."""
+    online_budget: ClassVar[str | None] = "train_steps"
+    """The config field that bounds `fit`'s gradient steps; `fit_online` sets it (None: no budget)."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: Any = None):
         super().__init__()
@@ -136,6 +138,24 @@ class WorldModel(nn.Module, abc.ABC):
         """Adapt to the evaluation policy before generating (PolyGRAD tunes its action step size).
         Returns True when the model's state changed (so the caller saves it again). Default: no-op."""
         return False
+
+    def fit_online(self, data: OfflineData, updates: int, *, generator: torch.Generator) -> FitReport:
+        """Train on the growing replay buffer of the online RL loop (`wmbench rl`): `fit` from the
+        current weights with its budget (`online_budget`) cut to `updates` gradient steps, and no
+        training state written (the loop saves its own). The normalisers follow the buffer, as the
+        authors' online runs refresh theirs."""
+        config = self.config
+        if self.online_budget is not None:
+            self.config = dataclasses.replace(config, **{self.online_budget: updates})
+        try:
+            return self.fit(data, generator=generator, progress=False)
+        finally:
+            self.config = config
+
+    def follow_policy(self, policy: GaussianPolicy, traj: Trajectories, rate: float) -> None:
+        """Online counterpart of `prepare`: the RL loop calls it with every batch the model imagined
+        under a policy that keeps changing (PolyGRAD takes one step of its delta rule at `rate`).
+        Default: no-op."""
 
     def diagnostics(self) -> dict[str, list[float]]:
         """Named per-step series worth storing with the results (PolyGRAD: delta while tuning)."""

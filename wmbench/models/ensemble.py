@@ -60,6 +60,7 @@ class BatchedLinear(nn.Module):
 class MLPEnsemble(AutoregressiveWorldModel):
     Config = EnsembleConfig
     context = 1
+    online_budget = "max_steps"
 
     def __init__(self, obs_dim: int, act_dim: int, config: EnsembleConfig | None = None):
         super().__init__(obs_dim, act_dim, config)

@@ -22,6 +22,7 @@ class Persistence(AutoregressiveWorldModel):
     """Floor: `s_k = s_0` for every k; the reward is the data's mean; never terminal."""
 
     context = 1
+    online_budget = None  # closed form: refitted in full
 
     def __init__(self, obs_dim: int, act_dim: int, config=None):
         super().__init__(obs_dim, act_dim, config)
@@ -44,6 +45,7 @@ class LinearDynamics(AutoregressiveWorldModel):
     """Floor: least-squares linear dynamics on `[s, a]`, rolled out step by step."""
 
     context = 1
+    online_budget = None  # closed form: refitted in full
 
     def __init__(self, obs_dim: int, act_dim: int, config=None):
         super().__init__(obs_dim, act_dim, config)

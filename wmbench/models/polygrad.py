@@ -236,13 +236,21 @@ class PolyGRAD(WorldModel):
         c = self.config
         for _ in trange(iterations, desc=f"tune {self.name} delta", disable=not progress, leave=False):
             obs = start_obs[random_index(len(start_obs), c.tune_batch_size, generator, start_obs.device)]
-            ceiling = 2 * math.log(float(policy.mean_std(obs)[1].min()))
-            traj = self.rollout(obs, policy, c.horizon, generator=generator)
-            z = policy.standardise(traj.observations[:, :-1], traj.actions)
-            act_std = z.std(dim=(0, 1)).mean()
-            self.log_delta.copy_((self.log_delta + c.delta_lr * (act_std - 1.0)).clamp(max=ceiling))
-            self.delta_history.append(self.delta)
+            self._delta_step(policy, self.rollout(obs, policy, c.horizon, generator=generator), c.delta_lr)
         return self.delta_history
+
+    @torch.no_grad()
+    def _delta_step(self, policy: GaussianPolicy, traj: Trajectories, lr: float) -> None:
+        z = policy.standardise(traj.observations[:, :-1], traj.actions)
+        act_std = z.std(dim=(0, 1)).mean()
+        ceiling = 2 * math.log(float(policy.mean_std(traj.observations[:, 0])[1].min()))
+        self.log_delta.copy_((self.log_delta + lr * (act_std - 1.0)).clamp(max=ceiling))
+        self.delta_history.append(self.delta)
+
+    def follow_policy(self, policy: GaussianPolicy, traj: Trajectories, rate: float) -> None:
+        """The paper's online tuning: one step of the delta rule per imagined batch."""
+        if self.config.guidance == "gradient":
+            self._delta_step(policy, traj, rate)
 
     def prepare(self, policy: GaussianPolicy, data: OfflineData, *, generator: torch.Generator,
                 progress: bool = True) -> bool:

@@ -114,15 +114,16 @@ def _set_rng_state(generator: torch.Generator, state: dict) -> None:
 
 class EMA:
     """Every `every` steps from step `start` on, `ema = decay * ema + (1 - decay) * weights`
-    (before `start`, the average is a plain copy), as in the PolyGRAD code."""
+    (before `start`, the average is a plain copy), as in the PolyGRAD code; also at the last step, so
+    that no update is lost when a training ends between two averaging steps (a short online fit)."""
 
     def __init__(self, model: nn.Module, decay: float = 0.99, every: int = 10, start: int = 2000):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.every, self.start = decay, every, start
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        if step % self.every:
+    def update(self, model: nn.Module, step: int, last: bool = False) -> None:
+        if step % self.every and not last:
             return
         weight = 1.0 if step < self.start else 1.0 - self.decay
         torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)
@@ -184,7 +185,7 @@ def train_steps(
             draw_index(n_items, generator, out=index)
             loss = update(last=step == config.train_steps)
             if ema is not None:
-                ema.update(net, step)
+                ema.update(net, step, last=step == config.train_steps)
             if after_step is not None:
                 after_step(step)
             if step % LOG_EVERY == 0:
