@@ -48,8 +48,8 @@ def test_training_interrupted_by_an_exception_resumes_to_identical_weights(tmp_p
     state = tmp_path / "model.train-state.pt"
     update = EMA.update
 
-    def failing_update(self, model, step):
-        update(self, model, step)
+    def failing_update(self, model, step, last=False):
+        update(self, model, step, last)
         if step == 47:
             raise Interrupt
 
@@ -72,8 +72,8 @@ def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
         from wmbench.models.training import EMA
         from test_training import train
         update = EMA.update
-        def killing_update(self, model, step):
-            update(self, model, step)
+        def killing_update(self, model, step, last=False):
+            update(self, model, step, last)
             if step == 33:
                 while not os.path.exists({str(state)!r}):  # written in the background since update 20
                     time.sleep(0.01)
