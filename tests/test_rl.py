@@ -5,14 +5,12 @@ hooks do what they say."""
 import dataclasses
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from test_imagination import optimal_direction
 from wmbench import rl
-from wmbench.errors import UsageError
 from wmbench.models.base import get_model_class
 from wmbench.results import RL_DATASET, ResultsStore
 from wmbench.testing import LinearSystem, linear_real_env, simple_policy

@@ -273,8 +273,9 @@ def run_imagination(model: WorldModel, real: RealEnv, rl: RLConfig, config: Imag
         log = RunLog(rows=[], counts={"env_step": 0, "model_updates": 0, "agent_updates": 0, "last_eval": 0})
         log.evaluate(0, learner.actor, real, rl, seed, watch, model=model)  # the initial policy
         log.counts["env_step"] = config.random_steps
-        with watch("world_model"):
-            model.fit_online(buffer, config.pretrain_updates, generator=generator)
+        if config.pretrain_updates:
+            with watch("world_model"):
+                model.fit_online(buffer, config.pretrain_updates, generator=generator)
         log.counts["model_updates"] = config.pretrain_updates
     else:
         learner.load_state_dict(saved["learner"])
@@ -321,8 +322,9 @@ def run_imagination(model: WorldModel, real: RealEnv, rl: RLConfig, config: Imag
                                         generator)
         buffer = concatenate([buffer, fresh])
         updates = round(config.model_updates_per_step * steps)
-        with watch("world_model"):
-            model.fit_online(buffer, updates, generator=generator)
+        if updates:  # (a budget of 0 means "no cap" to some models' own loops)
+            with watch("world_model"):
+                model.fit_online(buffer, updates, generator=generator)
         counts["model_updates"] += updates
     bar.close()
     return log.frame()
