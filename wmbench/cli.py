@@ -104,9 +104,9 @@ def rl(
     env: str = typer.Option("halfcheetah", help="halfcheetah, hopper or walker2d."),
     env_steps: Optional[int] = typer.Option(None, help="Real environment steps (default: the profile's)."),
     seed: int = typer.Option(0, help="Seed of the run (its real episodes, networks and imagination)."),
-    profile: str = typer.Option("quick", help="smoke (seconds), quick (HalfCheetah or Hopper on a CPU in about an "
-                                              "hour, cut budgets), paper (the paper's budget, for a GPU), or a path "
-                                              "to a TOML file."),
+    profile: str = typer.Option("quick", help="smoke (seconds), quick (15k real steps: about 35 min for PolyGRAD "
+                                              "on one CPU core, minutes for the others), paper (the paper's budget, "
+                                              "for a GPU), or a path to a TOML file."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Sections: rl, imagination, ppo and the model's."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Run again a run that is already in the results store."),
