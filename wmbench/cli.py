@@ -50,6 +50,16 @@ class Format(str, Enum):
     csv = "csv"
 
 
+def _print_steps(rows, step: str = "step") -> None:
+    """A summary table whose first column is a step count (printed as an integer, named `step`)."""
+    rich_table = Table()
+    for column in rows.columns:
+        rich_table.add_column(step if column == "step" else column, justify="right")
+    for row in rows.itertuples(index=False):
+        rich_table.add_row(str(int(row[0])), *(f"{v:.4g}" for v in row[1:]))
+    console.print(rich_table)
+
+
 @app.command()
 def evaluate(
     model: str = typer.Option("mlp-ensemble", help="Registered model name (see `wmbench models`)."),
@@ -85,13 +95,7 @@ def evaluate(
     title = (f"{first['model']} on {first['dataset']} | policy {first['policy']} | h = {first['horizon']} | seed {first['seed']} | "
              f"{first['profile']} | {int(first['n_trajectories'])} trajectories")
     console.print(title, highlight=False, soft_wrap=True)
-    rich_table = Table()
-    rows = summary(table)
-    for column in rows.columns:
-        rich_table.add_column(column, justify="right")
-    for row in rows.itertuples(index=False):
-        rich_table.add_row(str(int(row[0])), *(f"{v:.4g}" for v in row[1:]))
-    console.print(rich_table)
+    _print_steps(summary(table))
     value = lambda metric: float(table.loc[table["metric"] == metric, "value"].iloc[0])  # noqa: E731
     console.print(f"generation: {value('gen_time_s'):.3f} s for the batch | fit: {value('fit_time_s'):.1f} s | "
                   f"commit {first['git_commit']} | {first['device']}", highlight=False, soft_wrap=True)
@@ -124,12 +128,7 @@ def rl(
     table = run_rl(request, force=force)
     first = table.iloc[0]
     console.print(f"{first['model']} on {first['env']} | seed {first['seed']} | {first['profile']}", highlight=False)
-    rows, rich_table = summary(table), Table()
-    for column in rows.columns:
-        rich_table.add_column("env step" if column == "step" else column, justify="right")
-    for row in rows.itertuples(index=False):
-        rich_table.add_row(str(int(row[0])), *(f"{v:.4g}" for v in row[1:]))
-    console.print(rich_table)
+    _print_steps(summary(table), step="env step")
     last = table[table["step"] == table["step"].max()]
     walls = {m.removeprefix("wall_").removesuffix("_s"): v for m, v in zip(last["metric"], last["value"])
              if m.startswith("wall_")}

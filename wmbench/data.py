@@ -166,6 +166,12 @@ class Normaliser(nn.Module):
 ActionFn = Callable[[np.ndarray], np.ndarray]
 
 
+def simulator_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
+    """`(qpos, qvel)` of a MuJoCo env now: the exact state of its current observation."""
+    data = env.unwrapped.data
+    return data.qpos.copy(), data.qvel.copy()
+
+
 class EpisodeRecorder(gym.Wrapper):
     """Keeps every episode the wrapped env plays, with the simulator state (qpos, qvel) of every
     observation, whoever drives it (`collect_episodes`, or an RL library's training loop)."""
@@ -176,8 +182,7 @@ class EpisodeRecorder(gym.Wrapper):
         self._episode: dict[str, list] | None = None
 
     def _state(self) -> tuple[np.ndarray, np.ndarray]:
-        data = self.env.unwrapped.data
-        return data.qpos.copy(), data.qvel.copy()
+        return simulator_state(self.env)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from wmbench import metrics
 from wmbench.config import build_config, canonical_overrides, config_hash, config_section, identity, param, profile_label
-from wmbench.data import Normaliser, OfflineData
+from wmbench.data import Normaliser, OfflineData, simulator_state
 from wmbench.envs import get_env
 from wmbench.errors import CheckpointError, UsageError
 from wmbench.evaluate import model_config, resolve_device
@@ -57,7 +57,6 @@ from wmbench.results import RL_DATASET, Cell, ResultsStore
 from wmbench.timing import Stopwatch
 
 PPO = "ppo"  # `--model ppo`: the model-free baseline
-STAGES = ("real_steps", "world_model", "imagination", "actor_critic", "evaluation")
 
 
 @config_section("rl")
@@ -128,12 +127,7 @@ class RealEnv:
 
         spec = get_env(name)
         oracle = Oracle(spec)
-
-        def sim_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
-            data = env.unwrapped.data
-            return data.qpos.copy(), data.qvel.copy()
-
-        return cls(spec.name, spec.obs_dim, spec.act_dim, spec.make, sim_state,
+        return cls(spec.name, spec.obs_dim, spec.act_dim, spec.make, simulator_state,
                    lambda qpos, qvel, actions: oracle.replay(qpos, qvel, actions).observations)
 
 
@@ -482,10 +476,11 @@ def run_configs(request: RLRequest) -> dict:
     return configs
 
 
-def cell_of(request: RLRequest) -> Cell:
-    """The results-store identity of a run (checks the names and settings)."""
+def cell_of(request: RLRequest, configs: dict | None = None) -> Cell:
+    """The results-store identity of a run (checks the names and settings); `configs`: its
+    `run_configs`, when the caller has them."""
     env = get_env(request.env)
-    configs = run_configs(request)
+    configs = configs or run_configs(request)
     check_configs(configs["rl"], configs.get("imagination"))
     horizon = 0 if request.model == PPO else configs["imagination"].horizon
     return Cell(model=request.model, env=env.name, dataset=RL_DATASET, policy="online",
@@ -502,9 +497,9 @@ def run(request: RLRequest, *, store: ResultsStore | None = None, force: bool = 
         say: Callable[[str], None] = _say) -> pd.DataFrame:
     """Run (or resume) one RL run and store its rows; a run already in the store is returned as stored."""
     store = store or ResultsStore()
-    cell = cell_of(request)
-    device = resolve_device(request.device)
     configs = run_configs(request)
+    cell = cell_of(request, configs)
+    device = resolve_device(request.device)
     with store.lock(cell, lambda: say(f"waiting: another process is running {store.path(cell)}")):
         stored = None if force else store.load(cell)
         if stored is not None:
