@@ -1,5 +1,7 @@
 """`wmbench report` on a synthetic results store whose numbers are known."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,6 +169,9 @@ def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(
     assert polygrad["iqm"] == pytest.approx(0.5)  # IQM of 0.4, 0.4, 0.5, 0.5, 0.6, 0.6
     assert polygrad["ci_low"] <= 0.5 <= polygrad["ci_high"] and (polygrad["n_envs"], polygrad["n_runs"]) == (2, 6)
     assert scores.loc[scores["model"] == "persistence", "iqm"].eq(1.0).all()
+    wide = [[cell.strip() for cell in line.strip("|").split("|")] for line in
+            (out / "aggregate_table.md").read_text().splitlines()]
+    assert wide[0][:2] == ["model", "envs"] and {row[1] for row in wide[2:]} == {"2"}
     readme = (out / "README.md").read_text()
     assert readme.index("## Aggregate score") < readme.index("## State error versus step")
     mse = [[cell.strip() for cell in line.strip("|").split("|")] for line in (out / "mse_table.md").read_text().splitlines()]
@@ -179,6 +184,28 @@ def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(
     assert point["mean"].iloc[0] == pytest.approx(np.mean([3 * 2.0 * (s + 1) * ratios[s] for s in SEEDS]))
     assert point["train_flops"].iloc[0] == pytest.approx(100e9)
     assert (out / "learning_curves.png").stat().st_size > 10_000 and (out / "aggregate.png").stat().st_size > 10_000
+
+
+def test_two_configs_of_a_model_in_one_panel_are_two_named_models_not_pooled_seeds(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    for env, taus in (("hopper", (1.0, 0.1)), ("halfcheetah", (1.0,))):
+        for tau in taus:
+            config = json.dumps({"polygrad": {"tau": tau, "width": 512}, "data": {"steps": 100_000}})
+            for seed in (0, 1):
+                rows = pd.DataFrame([("mse", k, (1 + tau) * k + seed) for k in range(1, 11)],
+                                    columns=["metric", "step", "value"])
+                store.write(Cell("polygrad", env, f"wmbench/{env}/random-v0", "bc", "quick", 10, seed,
+                                 config_hash=f"tau{tau}"), rows.assign(config=config, n_trajectories=256))
+    for env, tau in (("hopper", 0.1), ("halfcheetah", 1.0)):  # an env's own setting, one per panel
+        rows = pd.DataFrame([("mse", k, 1.0) for k in range(1, 11)], columns=["metric", "step", "value"])
+        store.write(Cell("ar-diffusion", env, f"wmbench/{env}/random-v0", "bc", "quick", 10, 0, config_hash=f"tau{tau}"),
+                    rows.assign(config=json.dumps({"ar-diffusion": {"tau": tau}}), n_trajectories=256))
+    write_report(store, tmp_path / "out")
+    means = pd.read_csv(tmp_path / "out" / "mse_table.csv").set_index(["panel", "model"])["mean"]
+    assert means[("hopper", "ar-diffusion")] == means[("halfcheetah", "ar-diffusion")] == 1.0
+    assert means[("hopper", "polygrad (tau=1.0)")] == pytest.approx(20.5)  # 2 x 10 + mean seed 0.5
+    assert means[("hopper", "polygrad (tau=0.1)")] == pytest.approx(11.5)
+    assert means[("halfcheetah", "polygrad (tau=1.0)")] == pytest.approx(20.5)  # named alike in every panel
 
 
 def write_rl_runs(store: ResultsStore, profile="quick") -> None:

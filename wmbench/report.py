@@ -9,6 +9,7 @@ added to its name when the store holds several for that env).
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,15 +58,53 @@ def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def model_colours(models) -> dict[str, tuple]:
-    """Built-in models keep their colour whatever else is in the store; others follow, by name."""
-    order = list(MODEL_ORDER) + sorted(set(models) - set(MODEL_ORDER))
+    """Built-in models keep their colour whatever else is in the store; others follow, by name. The
+    variants of one model (`polygrad (tau=0.1)`, see `label_variants`) share its hue, each lighter."""
+    bases = {model.split(" (")[0] for model in models}
+    order = list(MODEL_ORDER) + sorted(bases - set(MODEL_ORDER))
     palette = sns.color_palette("colorblind", max(10, len(order)))
-    return {model: palette[i] for i, model in enumerate(order)} | {"ppo": (0.0, 0.0, 0.0)}  # no world model: black
+    colours = {model: palette[i] for i, model in enumerate(order)} | {"ppo": (0.0, 0.0, 0.0)}  # no world model: black
+    for base in bases:
+        variants = sorted(model for model in models if model.startswith(f"{base} ("))
+        for i, variant in enumerate(variants):
+            colours[variant] = tuple(c + (1 - c) * 0.6 * i / len(variants) for c in colours[base])
+    return colours
 
 
 def ordered_models(models) -> list[str]:
-    models = set(models)
-    return [m for m in MODEL_ORDER if m in models] + sorted(models - set(MODEL_ORDER))
+    """Built-in models in `MODEL_ORDER`, then the others by name; a model's variants where it would be."""
+    def key(model: str):
+        base = model.split(" (")[0]
+        return MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), base, model
+    return sorted(set(models), key=key)
+
+
+def label_variants(rows: pd.DataFrame) -> pd.DataFrame:
+    """A model run with several configs in one panel becomes one model per config, named in every
+    panel by the settings that differ (`polygrad (tau=0.1)`): pooling them as seeds would mix two
+    experiments. Settings that differ only between panels (an env's own profile table) name nothing."""
+    if "config" not in rows:
+        return rows
+    for model, runs in rows.groupby("model"):
+        configs = {h: _flat_config(text, model) for h, text in runs.groupby("config_hash")["config"].first().items()}
+        keys = set()
+        for _, part in runs.groupby("panel"):
+            inside = [configs[h] for h in part["config_hash"].unique()]
+            keys |= {k for c in inside for k in c if len({str(o.get(k)) for o in inside}) > 1}
+        if not keys:
+            continue
+        for h, config in configs.items():
+            label = ", ".join(f"{k}={config.get(k, '–')}" for k in sorted(keys))
+            rows.loc[(rows["model"] == model) & (rows["config_hash"] == h), "model"] = f"{model} ({label})"
+    return rows
+
+
+def _flat_config(text, model: str) -> dict:
+    """A cell's resolved config as `field` (the model's own) and `section.field` (the shared ones)."""
+    if not isinstance(text, str):
+        return {}
+    return {(key if section == model else f"{section}.{key}"): value
+            for section, fields in json.loads(text).items() for key, value in fields.items()}
 
 
 @dataclass
@@ -90,7 +129,7 @@ class Selection:
         rows = table[table["profile"] == profile].copy()
         varies = [c for c in ("dataset", "policy", "precision") if rows.groupby("env")[c].nunique().max() > 1]
         rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
-        return cls(rows, profile)
+        return cls(label_variants(rows), profile)
 
     @property
     def panels(self) -> list[str]:
@@ -238,6 +277,8 @@ def aggregate_wide(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
                if ((tidy["panel"] == m) & (tidy["step"] == h)).any()]
     wide = wide_table(tidy, [m for m in models if m in set(tidy["model"])], columns)
     wide.columns = ["model", *(f"h={h}, {AGGREGATE_METRICS[m]}" for m, h in columns)]
+    # a score over fewer envs than the others' is not comparable with theirs: say over how many
+    wide.insert(1, "envs", wide["model"].map(scores.groupby("model")["n_envs"].max()).astype(int))
     return wide
 
 
@@ -569,7 +610,7 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     written, sections = [], {}
     if is_rl.any():
         rl_sel = Selection.from_store(table[is_rl], profile)
-        files, sections["rl"] = write_rl_report(rl_sel, out, model_colours(table["model"].unique()))
+        files, sections["rl"] = write_rl_report(rl_sel, out, model_colours(rl_sel.models))
         written += files
         if (~is_bench & ~is_rl).sum() == 0:  # RL runs only
             readme = "\n".join(["# wmbench report", "", f"Profile `{rl_sel.profile}`.", "", *rl_section(sections["rl"]),
@@ -577,7 +618,7 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
             atomic_write_bytes(out / "README.md", readme.encode())
             return written + [out / "README.md"]
     sel = Selection.from_store(table[~is_bench & ~is_rl], profile)
-    colours = model_colours(table["model"].unique())
+    colours = model_colours(sel.models)
     scores = aggregate_scores(sel)
     if not scores.empty:
         written.append(plot_aggregate(scores, colours, out / "aggregate.png"))
@@ -665,7 +706,8 @@ def _readme(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, calib_w
             "moves, 0 is exact. Runs are aggregated over envs and seeds as the interquartile mean with a 95% "
             "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021). *All "
             "trajectories* is the paper's error; *alive* counts only trajectories that have not terminated in "
-            "the simulator (tidy numbers: `aggregate_table.csv`).",
+            "the simulator; `envs` says over how many envs a score is taken (compare rows with the same count; "
+            "tidy numbers: `aggregate_table.csv`).",
             "",
             markdown_table(sections["aggregate"]),
             "",
