@@ -207,6 +207,8 @@ def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
 def test_help_explains_the_commands(monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "evaluate", "--help")
     assert code == 0 and "--horizon" in out and "smoke" in out
+    code, out, _ = run_main(monkeypatch, capsys, "sweep", "--help")
+    assert code == 0 and "'wmbench[ray]'" in out  # square brackets survive the help's markup
 
 
 def test_bf16_generation_is_a_cell_of_its_own(hopper_dataset, tmp_path):

@@ -198,7 +198,7 @@ def sweep(
     policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
     policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2)."),
     backend: str = typer.Option("local", help="local (--workers processes on this machine) or ray (a Ray task per "
-                                              "checkpoint group; pip install 'wmbench[ray]')."),
+                                              "checkpoint group; pip install 'wmbench\\[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray: the cluster to join (auto: the running one; default: "
                                                      "start a local Ray instance)."),
     cpus_per_task: float = typer.Option(1, help="Ray: CPUs per task (also its torch threads)."),
@@ -355,8 +355,8 @@ def data_make(
     env: str = typer.Argument(..., help="halfcheetah, hopper or walker2d."),
     policy: str = typer.Option("random", help="Behaviour policy: random (uniform actions: random-v0) or sac (one "
                                               "Soft Actor-Critic run: sac-replay-v0 and sac-final-v0)."),
-    steps: Optional[int] = typer.Option(None, help="Environment steps [default: 100000 random; 75000 SAC, about "
-                                                   "15 minutes on 2 CPU cores; the paper: 1000000]."),
+    steps: Optional[int] = typer.Option(None, help="Environment steps (default: 100000 random; 75000 SAC, about "
+                                                   "15 minutes on 2 CPU cores; the paper: 1000000)."),
     final_episodes: int = typer.Option(20, help="SAC: episodes of the final policy in sac-final-v0."),
     seed: int = typer.Option(0, help="Seed of the env resets and the behaviour policy."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
