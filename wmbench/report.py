@@ -285,7 +285,8 @@ def aggregate_wide(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
     horizons = sorted(scores["horizon"].unique())
     models = [m for m in ordered_models(scores["model"]) if m in set(scores["model"])]
-    fig, axes = _panel_axes(len(horizons), height=0.45 * len(models) + 1.6, width=5.0, sharey=True)
+    label_room = 0.08 * max(map(len, models)) / len(horizons)  # inches for the model names on the y axis
+    fig, axes = _panel_axes(len(horizons), height=0.45 * len(models) + 1.6, width=3.6 + label_room, sharey=True)
     markers = {"mse": ("o", "full"), "mse_alive": ("D", "none")}
     for ax, horizon in zip(axes[0], horizons):
         for offset, metric in zip((-0.15, 0.15), AGGREGATE_METRICS):
@@ -468,7 +469,7 @@ def plot_calibration(sel: Selection, colours: dict, path: Path) -> Path:
             else:
                 ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", color="grey")
             ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), color="black", lw=1, label="N(0, 1)")
-            ax.set_title(f"{model} · {panel}", fontsize=9)
+            ax.set_title(f"{model} · {panel}".replace(" (", "\n(").replace(", ", ",\n"), fontsize=9)  # a variant's settings below
             ax.set_xlim(-4, 4)
             if i == len(sel.panels) - 1:
                 ax.set_xlabel("z (standardised action)")
