@@ -60,12 +60,12 @@ def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def model_colours(models) -> dict[str, tuple]:
     """Built-in models keep their colour whatever else is in the store; others follow, by name. The
     variants of one model (`polygrad (tau=0.1)`, see `label_variants`) share its hue, each lighter."""
-    bases = {model.split(" (")[0] for model in models}
+    bases = {base_model(model) for model in models}
     order = list(MODEL_ORDER) + sorted(bases - set(MODEL_ORDER))
     palette = sns.color_palette("colorblind", max(10, len(order)))
     colours = {model: palette[i] for i, model in enumerate(order)} | {"ppo": (0.0, 0.0, 0.0)}  # no world model: black
     for base in bases:
-        variants = sorted(model for model in models if model.startswith(f"{base} ("))
+        variants = sorted(model for model in models if model != base and base_model(model) == base)
         for i, variant in enumerate(variants):
             colours[variant] = tuple(c + (1 - c) * 0.6 * i / len(variants) for c in colours[base])
     return colours
@@ -74,9 +74,14 @@ def model_colours(models) -> dict[str, tuple]:
 def ordered_models(models) -> list[str]:
     """Built-in models in `MODEL_ORDER`, then the others by name; a model's variants where it would be."""
     def key(model: str):
-        base = model.split(" (")[0]
+        base = base_model(model)
         return MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), base, model
     return sorted(set(models), key=key)
+
+
+def base_model(name: str) -> str:
+    """The registered model of a name `label_variants` may have given: `polygrad (tau=0.1)` -> `polygrad`."""
+    return name.split(" (")[0]
 
 
 def label_variants(rows: pd.DataFrame) -> pd.DataFrame:
