@@ -87,7 +87,9 @@ def base_model(name: str) -> str:
 def label_variants(rows: pd.DataFrame) -> pd.DataFrame:
     """A model run with several configs in one panel becomes one model per config, named in every
     panel by the settings that differ (`polygrad (tau=0.1)`): pooling them as seeds would mix two
-    experiments. Settings that differ only between panels (an env's own profile table) name nothing."""
+    experiments. Settings that differ only between panels (an env's own profile table) name nothing,
+    nor does `horizon`, which every table and figure already splits by (PolyGRAD trains one model per
+    horizon)."""
     if "config" not in rows:
         return rows
     for model, runs in rows.groupby("model"):
@@ -95,7 +97,7 @@ def label_variants(rows: pd.DataFrame) -> pd.DataFrame:
         keys = set()
         for _, part in runs.groupby("panel"):
             inside = [configs[h] for h in part["config_hash"].unique()]
-            keys |= {k for c in inside for k in c if len({str(o.get(k)) for o in inside}) > 1}
+            keys |= {k for c in inside for k in c if len({str(o.get(k)) for o in inside}) > 1} - {"horizon"}
         if not keys:
             continue
         for h, config in configs.items():
@@ -153,8 +155,9 @@ class Selection:
 
 
 def longest_horizon(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each (panel, model, seed)'s longest-horizon cell."""
-    return rows[rows["horizon"] == rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")]
+    """The rows of each (panel, model)'s longest horizon: a seed run at shorter horizons only is left
+    out, rather than mixing horizons in one mean."""
+    return rows[rows["horizon"] == rows.groupby(["panel", "model"])["horizon"].transform("max")]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
