@@ -208,20 +208,6 @@ def test_two_configs_of_a_model_in_one_panel_are_two_named_models_not_pooled_see
     assert means[("halfcheetah", "polygrad (tau=1.0)")] == pytest.approx(20.5)  # named alike in every panel
 
 
-def test_a_model_trained_per_horizon_keeps_one_name(tmp_path):
-    """PolyGRAD's horizon is part of its config; its h = 10 and h = 50 runs are still one model."""
-    store = ResultsStore(tmp_path / "results")
-    for horizon in (10, 50):
-        config = json.dumps({"polygrad": {"horizon": horizon, "tau": 1.0}})
-        rows = pd.DataFrame([("mse", k, float(horizon)) for k in range(1, horizon + 1)], columns=["metric", "step", "value"])
-        store.write(Cell("polygrad", "hopper", "wmbench/hopper/random-v0", "bc", "quick", horizon, 0,
-                         config_hash=f"h{horizon}"), rows.assign(config=config, n_trajectories=256))
-    write_report(store, tmp_path / "out")
-    table = pd.read_csv(tmp_path / "out" / "mse_table.csv")
-    assert set(table["model"]) == {"polygrad"}
-    assert sorted(table["step"]) == [10, 50]  # read from the model's longest trajectories, as the paper's table
-
-
 def write_rl_runs(store: ResultsStore, profile="quick") -> None:
     """RL runs whose returns are known: 100 * model factor * (1 + step / 1000) + 10 * seed."""
     from wmbench.results import RL_DATASET

@@ -87,9 +87,7 @@ def base_model(name: str) -> str:
 def label_variants(rows: pd.DataFrame) -> pd.DataFrame:
     """A model run with several configs in one panel becomes one model per config, named in every
     panel by the settings that differ (`polygrad (tau=0.1)`): pooling them as seeds would mix two
-    experiments. Settings that differ only between panels (an env's own profile table) name nothing,
-    nor does `horizon`, which every table and figure already splits by (PolyGRAD trains one model per
-    horizon)."""
+    experiments. Settings that differ only between panels (an env's own profile table) name nothing."""
     if "config" not in rows:
         return rows
     for model, runs in rows.groupby("model"):
@@ -97,7 +95,7 @@ def label_variants(rows: pd.DataFrame) -> pd.DataFrame:
         keys = set()
         for _, part in runs.groupby("panel"):
             inside = [configs[h] for h in part["config_hash"].unique()]
-            keys |= {k for c in inside for k in c if len({str(o.get(k)) for o in inside}) > 1} - {"horizon"}
+            keys |= {k for c in inside for k in c if len({str(o.get(k)) for o in inside}) > 1}
         if not keys:
             continue
         for h, config in configs.items():
@@ -155,9 +153,8 @@ class Selection:
 
 
 def longest_horizon(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each (panel, model)'s longest horizon: a seed run at shorter horizons only is left
-    out, rather than mixing horizons in one mean."""
-    return rows[rows["horizon"] == rows.groupby(["panel", "model"])["horizon"].transform("max")]
+    """The rows of each (panel, model, seed)'s longest-horizon cell."""
+    return rows[rows["horizon"] == rows.groupby(["panel", "model", "seed"])["horizon"].transform("max")]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -307,7 +304,7 @@ def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
                 ax.errorbar(r["iqm"], y + offset, xerr=[[r["iqm"] - r["ci_low"]], [r["ci_high"] - r["iqm"]]],
                             color=colours[model], marker=marker, fillstyle=fill, ms=7, capsize=3, ls="none")
         ax.axvline(1.0, color="grey", lw=1, ls="--")
-        ax.set(xscale="log", title=f"h = {horizon}", xlabel="error at the last step / persistence's (IQM)")
+        ax.set(xscale="log", title=f"h = {horizon}", xlabel="error at the last step /\npersistence's (IQM)")
         ax.set_yticks(range(len(models)), models)
         ax.invert_yaxis()
     handles = [plt.Line2D([], [], color="black", marker=m, fillstyle=f, ls="none", label=AGGREGATE_METRICS[k])
