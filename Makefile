@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BENCH_MODE ?= full
 BENCH_JSON ?= reports/bench/benchmarks.json
 
-.PHONY: install test bench evaluate report gpu-check clean-cache
+.PHONY: install test lint bench evaluate report gpu-check clean-cache
 
 # torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
 $(BIN)/.installed: pyproject.toml
@@ -21,6 +21,10 @@ install: $(BIN)/.installed
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the import contract of pyproject.toml: a module imports only those on the floors below it
+lint: install
+	$(BIN)/lint-imports
 
 # pytest-benchmark suite (generation, training step, oracle); BENCH_MODE=short is CI's one-round h = 10 pass.
 bench: install

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import MODELS, ROUNDS
 
-from wmbench.bench import with_budget
 from wmbench.config import build_config
 from wmbench.models.base import get_model_class
-from wmbench.testing import LinearSystem
+from wmbench.models.flops import with_budget
+from wmbench.systems import LinearSystem
 
 STEPS = 5
 DATA = LinearSystem.random(obs_dim=17, act_dim=6, noise_std=0.01).dataset(episodes=40, length=60)

@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from wmbench.data import make_random_dataset
+import wmbench.sections  # noqa: F401 - every config section, as the commands declare them
 from wmbench.envs import get_env
+from wmbench.recording import make_random_dataset
 
 SMOKE_STEPS = 3000  # the smoke profile's dataset size
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wmbench.aggregate import aggregate, iqm, normalised_scores, stratified_iqm
+from wmbench.report.stats import aggregate, iqm, normalised_scores, stratified_iqm
 
 
 def test_iqm_is_the_mean_of_the_middle_half_and_ignores_one_diverged_run():

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from wmbench.bench import bench_model, count_flops, matmul_peak_gflops, ratio_rows, run_bench
+from wmbench.bench import bench_model, matmul_peak_gflops, ratio_rows, run_bench
 from wmbench.config import build_config
 from wmbench.models.ardiffusion import ARDiffusionConfig
+from wmbench.models.flops import count_flops
 from wmbench.results import ResultsStore
 
 

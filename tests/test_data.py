@@ -4,7 +4,7 @@ import minari
 import numpy as np
 import pytest
 
-from wmbench import data
+from wmbench import data, recording
 from wmbench.envs import get_env
 from wmbench.errors import DatasetError
 
@@ -14,7 +14,7 @@ def test_make_then_load_round_trip(hopper_dataset):
     offline = data.load_dataset(hopper_dataset)
     # Recollect with the same seed: the stored arrays are exactly what the env produced.
     rng = np.random.default_rng(0)
-    episodes = data.collect_episodes(spec, lambda o: rng.uniform(-1, 1, spec.act_dim), 3000, 0, progress=False)
+    episodes = recording.collect_episodes(spec, lambda o: rng.uniform(-1, 1, spec.act_dim), 3000, 0, progress=False)
     assert offline.n_episodes == len(episodes) > 1
     assert offline.n_transitions == 3000
     np.testing.assert_array_equal(offline.actions, np.concatenate([e["actions"] for e in episodes]))
@@ -103,7 +103,7 @@ def test_dataset_without_simulator_state_is_rebuilt_with_a_warning(tmp_path, mon
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     spec = get_env("walker2d")
     rng = np.random.default_rng(0)
-    episodes = data.collect_episodes(spec, lambda o: rng.uniform(-1, 1, spec.act_dim), 200, 0, progress=False)
+    episodes = recording.collect_episodes(spec, lambda o: rng.uniform(-1, 1, spec.act_dim), 200, 0, progress=False)
     buffers = [EpisodeBuffer(id=i, observations=e["observations"], actions=e["actions"], rewards=list(e["rewards"]),
                              terminations=list(e["terminations"]), truncations=list(e["truncations"]))
                for i, e in enumerate(episodes)]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from wmbench.data import Normaliser
-from wmbench.imagination import ActorCritic, ActorCriticConfig, gae, step_weights
 from wmbench.models.base import get_model_class
+from wmbench.rl.learner import ActorCritic, ActorCriticConfig, gae, step_weights
 from wmbench.testing import LinearSystem
 
 

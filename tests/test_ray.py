@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 
 from wmbench.evaluate import cell_of, evaluate
-from wmbench.ray_backend import RayOptions
 from wmbench.results import ResultsStore
-from wmbench.sweep import failure_path, grid, run_sweep
+from wmbench.sweep import RayOptions, failure_path, grid, run_sweep
 
 ray = pytest.importorskip("ray")
 TIMINGS = ("gen_time_s", "fit_time_s")

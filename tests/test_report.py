@@ -9,7 +9,8 @@ import pytest
 from wmbench.envs import observation_names
 from wmbench.errors import UsageError
 from wmbench.metrics import HIST_EDGES
-from wmbench.report import bootstrap_ci, write_report
+from wmbench.report import write_report
+from wmbench.report.stats import bootstrap_ci
 from wmbench.results import Cell, ResultsStore
 
 SEEDS = (0, 1, 2)

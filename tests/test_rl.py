@@ -8,11 +8,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-
 from test_imagination import optimal_direction
+
 from wmbench import rl
 from wmbench.models.base import get_model_class
 from wmbench.results import RL_DATASET, ResultsStore
+from wmbench.rl import loop as rl_loop
 from wmbench.testing import LinearSystem, linear_real_env, simple_policy
 
 LOOP = rl.ImaginationConfig(random_steps=200, steps_per_iteration=200, model_updates_per_step=0.5,
@@ -51,7 +52,7 @@ def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path, m
                                agent_updates_per_step=0.05, pretrain_updates=10, model_updates_per_step=0.1)
     whole = rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, progress=False)
 
-    state, save, saves = tmp_path / "run.rl-state.pt", rl.save_state, []
+    state, save, saves = tmp_path / "run.rl-state.pt", rl_loop.save_state, []
 
     def save_then_die(path, value):
         save(path, value)
@@ -59,10 +60,10 @@ def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path, m
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(rl, "save_state", save_then_die)
+    monkeypatch.setattr(rl_loop, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, state_path=state, progress=False)
-    monkeypatch.setattr(rl, "save_state", save)
+    monkeypatch.setattr(rl_loop, "save_state", save)
     resumed = rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, state_path=state, progress=False)
 
     def results(frame):  # timings differ between runs; everything else must not

@@ -7,7 +7,8 @@ import torch
 from wmbench.data import load_dataset, read_card
 from wmbench.envs import get_env
 from wmbench.errors import DatasetError
-from wmbench.evaluate import EvalRequest, default_dataset, evaluate
+from wmbench.cells import EvalRequest, default_dataset
+from wmbench.evaluate import evaluate
 from wmbench.oracle import Oracle
 from wmbench.results import ResultsStore
 from wmbench.sac import behaviour_policy, make_sac_datasets, sac_policy_path

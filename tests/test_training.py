@@ -9,9 +9,10 @@ import textwrap
 import pytest
 import torch
 
-from wmbench.bench import bench_training, count_flops, run_train_bench
-from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
+from wmbench.bench import bench_training, run_train_bench
 from wmbench.models.base import WorldModel
+from wmbench.models.flops import count_flops
+from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
 from wmbench.models.training import EMA, snapshot_path
 from wmbench.results import ResultsStore
 from wmbench.testing import LinearSystem, simple_policy

@@ -14,26 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from wmbench.cells import PRECISIONS, model_config, resolve_device
 from wmbench.config import build_config, canonical_overrides, config_hash, profile_label
 from wmbench.envs import get_env
 from wmbench.errors import UsageError
-from wmbench.evaluate import PRECISIONS, model_config, resolve_device
 from wmbench.models.base import WorldModel, get_model_class
-from wmbench.models.training import STATE_SUFFIX
+from wmbench.models.flops import count_flops, synthetic_fitter, training_flop_per_update
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import BENCH_DATASET, Cell, ResultsStore
-from wmbench.testing import LinearSystem
 from wmbench.timing import timed
-
 
 
 def matmul_peak_gflops(device: str = "cpu", precision: str = "fp32", n: int = 2048, repeats: int = 5) -> float:
@@ -43,12 +38,6 @@ def matmul_peak_gflops(device: str = "cpu", precision: str = "fp32", n: int = 20
     torch.mm(a, b)
     best = min(timed(lambda: torch.mm(a, b), device)[1] for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
-
-
-def count_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 @dataclass
@@ -171,38 +160,6 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
     return pd.concat(tables, ignore_index=True)
 
 
-def with_budget(config, updates: int):
-    """`config` with a training budget of `updates` gradient steps, whatever the model calls it."""
-    names = {f.name for f in dataclasses.fields(config)}
-    return dataclasses.replace(config, **{name: updates for name in names & {"train_steps", "max_steps"}})
-
-
-def _fitter(cls: type[WorldModel], config, spec, device: str):
-    """`fit(n)`: a fresh model of `config` trained for `n` updates on a synthetic dataset of the env's
-    dimensions (a model's cost per update does not depend on its data)."""
-    data = LinearSystem.random(spec.obs_dim, spec.act_dim, noise_std=0.01).dataset(episodes=40, length=60)
-
-    def fit(n: int) -> WorldModel:
-        torch.manual_seed(0)
-        model = cls(spec.obs_dim, spec.act_dim, with_budget(config, n)).to(device)
-        with tempfile.TemporaryDirectory() as folder:  # training states are written as in a real run
-            model.fit(data, generator=torch.Generator(device).manual_seed(0), progress=False,
-                      state_path=Path(folder) / f"bench{STATE_SUFFIX}")
-        return model
-
-    return fit
-
-
-def training_flop_per_update(cls: type[WorldModel], config, spec, device: str = "cpu", warmup: int = 10,
-                             counted: int = 5) -> int:
-    """FLOPs of one training update, as the difference between trainings of `warmup + counted` and
-    `warmup` updates (setup cancels out); every update costs the same."""
-    if hasattr(config, "cuda_graph"):  # the FLOP counter sees operations as they are launched, not replayed
-        config = dataclasses.replace(config, cuda_graph=False)
-    fit = _fitter(cls, config, spec, device)
-    return (count_flops(lambda: fit(warmup + counted)) - count_flops(lambda: fit(warmup))) // counted
-
-
 def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick", overrides: tuple[str, ...] = (),
                    device: str = "cpu", precision: str = "fp32", updates: int = 50,
                    warmup: int = 10) -> tuple[Measurement, float]:
@@ -215,7 +172,7 @@ def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick",
         if not hasattr(config, "precision"):
             raise UsageError(f"{name} trains in fp32 only (its config has no precision field)")
         config = dataclasses.replace(config, precision=precision)
-    fit = _fitter(cls, config, spec, device)
+    fit = synthetic_fitter(cls, config, spec, device)
     fit(warmup)  # caches, kernels, allocator
     model, seconds = timed(lambda: fit(warmup + updates), device)
     seconds -= timed(lambda: fit(warmup), device)[1]

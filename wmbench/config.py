@@ -16,16 +16,18 @@ import functools
 import hashlib
 import json
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from wmbench.errors import UsageError
 from wmbench.paths import user_profiles_dir
 
 T = TypeVar("T")
-SECTIONS: dict[str, type] = {}  # the non-model config sections (`data`, `policy`, `evaluate`, ...)
+SECTIONS: dict[str, type] = {}  # the shared config sections (`data`, `policy`, `evaluate`, ...)
+MODEL_SECTIONS: dict[str, type] = {}  # a registered model's name -> its `Config` (`models.base.register_model`)
 
 
 def param(default: Any, doc: str, runtime: bool = False) -> Any:
@@ -43,7 +45,8 @@ def identity(config: Any) -> dict[str, Any]:
 
 
 def config_section(name: str):
-    """Class decorator: make a config dataclass the `[name]` section of profiles and `--set`."""
+    """Class decorator: make a config dataclass the `[name]` section of profiles and `--set`. Each
+    section is declared beside the code it configures; `wmbench.sections` imports them all."""
 
     def decorate(cls: type) -> type:
         SECTIONS[name] = cls
@@ -136,18 +139,13 @@ def profile_description(profile: str) -> str:
 # ----------------------------------------------------------------------------- overrides
 
 def section_class(section: str) -> type:
-    """The config class of a section: a registered model's `Config`, or a `SECTIONS` entry."""
-    import wmbench.evaluate  # noqa: F401  (declares the data, policy and evaluate sections)
-    import wmbench.rl  # noqa: F401  (declares the rl, imagination and ppo sections)
-    from wmbench.models.base import available_models
-
-    models = available_models()
-    if section in models:
-        return models[section].Config
+    """The config class of a declared section: a registered model's `Config`, or a `SECTIONS` entry."""
+    if section in MODEL_SECTIONS:
+        return MODEL_SECTIONS[section]
     if section in SECTIONS:
         return SECTIONS[section]
     raise UsageError(f"unknown config section {section!r} in --set; choose one of: "
-                     f"{', '.join(sorted(SECTIONS) + list(models))}")
+                     f"{', '.join(sorted(SECTIONS) + sorted(MODEL_SECTIONS))}")
 
 
 def _parse_value(text: str) -> Any:

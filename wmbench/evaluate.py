@@ -8,7 +8,6 @@ generated actions are replayed in the simulator from the exact simulator state o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -22,94 +21,41 @@ from tqdm.auto import tqdm
 
 from wmbench import data as datasets
 from wmbench import metrics
-from wmbench.config import (
-    build_config,
-    canonical_overrides,
-    config_hash,
-    config_section,
-    identity,
-    param,
-    profile_label,
+from wmbench.cells import (
+    BEHAVIOUR_LABEL,
+    PRECISIONS,
+    EvalConfig,
+    EvalRequest,
+    cell_config,
+    cell_of,
+    checkpoint_path,
+    eval_config,
+    model_config,
+    resolve_device,
+    snapshot_steps,
 )
-from wmbench.data import OfflineData
+from wmbench.config import build_config, canonical_overrides, config_hash, profile_label
+from wmbench.data import DataConfig, OfflineData
 from wmbench.envs import EnvSpec, get_env, observation_names
-from wmbench.errors import DatasetError, UsageError
+from wmbench.errors import DatasetError
 from wmbench.models.base import Trajectories, WorldModel, get_model_class
-from wmbench.models.training import TrainingConfig, snapshot_path, training_state_path, warn_if_bf16_is_emulated
+from wmbench.models.flops import training_flop_per_update
+from wmbench.models.training import snapshot_path, training_state_path, warn_if_bf16_is_emulated
 from wmbench.oracle import Oracle, Replay
-from wmbench.paths import checkpoints_root, file_lock
+from wmbench.paths import file_lock
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
+from wmbench.recording import make_random_dataset
 from wmbench.results import Cell, ResultsStore
 from wmbench.timing import Stopwatch, timed
 
 SPLIT_SEED = 0  # one train/held-out split per dataset, shared by every model and seed
 HELD_OUT_FRACTION = 0.1
 SUMMARY_STEPS = (1, 5, 10, 20, 50, 100, 200)
-POLICIES = ("bc", "behaviour")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # of generation (autocast)
-DEFAULT_POLICY_STD = 0.2  # of `behaviour`; the paper finds guidance breaks down below about 0.1
-BEHAVIOUR_LABEL = "behaviour-std"  # a cell's policy: `bc`, or this followed by the std
-
-
-@config_section("data")
-@dataclass
-class DataConfig:
-    """The dataset an evaluation makes on first use."""
-
-    steps: int = param(100_000, "environment steps of a dataset made on first use")
-
-
-@config_section("evaluate")
-@dataclass
-class EvalConfig:
-    """How many trajectories an evaluation generates and replays."""
-
-    n_trajectories: int = param(256, "trajectories generated and replayed per evaluation")
-    warmup_trajectories: int = param(8, "batch of the untimed warm-up rollout")
-    eval_every: int = param(0, "also evaluate the model (its EMA weights) every this many training updates, for "
-                               "learning curves (0: at the end only)")
-
-
-@dataclass(frozen=True)
-class EvalRequest:
-    """What a user asks `wmbench evaluate` for; unset fields come from the profile."""
-
-    model: str
-    env: str
-    horizon: int = 10
-    seed: int = 0
-    profile: str = "quick"  # a name or a path to a TOML file
-    overrides: tuple[str, ...] = ()  # `--set SECTION.KEY=VALUE`, as given
-    dataset: str | None = None
-    n_trajectories: int | None = None
-    eval_every: int | None = None
-    device: str = "cpu"
-    policy: str = "bc"
-    policy_std: float = DEFAULT_POLICY_STD
-    precision: str = "fp32"
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def resolve_device(device: str) -> str:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("CUDA is not available on this machine; use --device cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise UsageError(f"unknown device {device!r}; use cpu or cuda")
-    return device
-
-
-def dataset_fingerprint(dataset_id: str) -> str:
-    """Changes whenever the dataset is remade with other contents, so stale checkpoints are not reused."""
-    folder = datasets.dataset_dir(dataset_id)
-    digest = hashlib.sha1()
-    for name in ("data/metadata.json", datasets.CARD_FILE):
-        if (folder / name).is_file():
-            digest.update((folder / name).read_bytes())
-    return digest.hexdigest()[:8]
 
 
 def ensure_dataset(dataset_id: str, profile: str, overrides: tuple[str, ...], make_missing: bool, progress: bool,
@@ -122,7 +68,7 @@ def ensure_dataset(dataset_id: str, profile: str, overrides: tuple[str, ...], ma
     config = build_config(DataConfig, profile, "data", overrides)
     say(f"making {dataset_id} ({config.steps} random steps); for the paper's kind of data, the replay buffer "
         f"of an RL run, run `wmbench data make {parts[1]} --policy sac` (about 15 minutes)")
-    datasets.make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
+    make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
 
 
 def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overrides: tuple[str, ...],
@@ -136,59 +82,6 @@ def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overri
         policy = GaussianPolicy.fit(train, config, progress=progress)
         policy.save(path)
     return policy
-
-
-def model_config(model_cls: type[WorldModel], profile: str, horizon: int, overrides: tuple[str, ...] = (),
-                 env: str | None = None):
-    """The model's config from the profile (its horizon's and env's tables included) and overrides;
-    trajectory-level models get the requested horizon."""
-    config = build_config(model_cls.Config, profile, model_cls.name, overrides, env=env, horizon=horizon)
-    if model_cls.fixed_horizon:
-        if "horizon" in canonical_overrides(overrides, {model_cls.name}):
-            raise UsageError(f"set the horizon of {model_cls.name} with --horizon, not --set")
-        config = dataclasses.replace(config, horizon=horizon)
-    return config
-
-
-def cell_config(request: EvalRequest) -> dict:
-    """Every setting that shapes a cell's numbers: the model's config and the shared sections."""
-    model_cls = get_model_class(request.model)
-    profile, overrides = request.profile, request.overrides
-    config = {
-        request.model: model_config(model_cls, profile, request.horizon, overrides, get_env(request.env).name),
-        "data": build_config(DataConfig, profile, "data", overrides),
-        "policy": build_config(PolicyConfig, profile, "policy", overrides),
-        "evaluate": eval_config(request),
-    }
-    return {name: identity(value) for name, value in config.items()}
-
-
-def eval_config(request: EvalRequest) -> EvalConfig:
-    config = build_config(EvalConfig, request.profile, "evaluate", request.overrides,
-                          n_trajectories=request.n_trajectories, eval_every=request.eval_every)
-    if config.n_trajectories < 1:
-        raise UsageError(f"--n-trajectories must be positive, got {config.n_trajectories}")
-    if config.eval_every < 0:
-        raise UsageError(f"--eval-every must be a positive number of updates (or 0: off), got {config.eval_every}")
-    return config
-
-
-def snapshot_steps(config, eval_every: int) -> list[int]:
-    """The training steps a learning curve evaluates before the end (models of the shared training
-    loop only: others are evaluated at the end alone)."""
-    if not eval_every or not isinstance(config, TrainingConfig):
-        return []
-    return list(range(eval_every, config.train_steps, eval_every))
-
-
-def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[str, ...] = ()) -> Path:
-    """Keyed by the dataset's fingerprint and the resolved config, so that neither a remade
-    dataset, an edited profile nor an override silently reuses a stale model."""
-    config = model_config(model_cls, cell.profile, cell.horizon, overrides, cell.env)
-    slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
-    horizon = f"-h{cell.horizon}" if model_cls.fixed_horizon else ""
-    name = f"{cell.model}-{profile_label(cell.profile)}-{config_hash(config)}-s{cell.seed}{horizon}.pt"
-    return checkpoints_root() / cell.env / slug / name
 
 
 def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, request: EvalRequest, train: OfflineData,
@@ -226,30 +119,6 @@ def adapt(model: WorldModel, path: Path, policy: GaussianPolicy, train: OfflineD
     if model.prepare(policy, train, generator=torch.Generator(device).manual_seed(seed), progress=progress):
         say(f"adapted {model.name} to the evaluation policy; saving")
         model.save(path)
-
-
-def cell_of(request: EvalRequest) -> Cell:
-    """The results-store identity of a request (checks the names; the default dataset filled in)."""
-    env = get_env(request.env)
-    get_model_class(request.model)
-    if request.horizon < 1:
-        raise UsageError(f"--horizon must be a positive number of steps, got {request.horizon}")
-    if request.policy not in POLICIES:
-        raise UsageError(f"unknown policy {request.policy!r}; choose one of: {', '.join(POLICIES)}")
-    if request.policy == "behaviour" and not request.policy_std > 0:
-        raise UsageError(f"--policy-std must be positive, got {request.policy_std}")
-    if request.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {request.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    label = request.policy if request.policy == "bc" else f"{BEHAVIOUR_LABEL}{request.policy_std:g}"
-    return Cell(model=request.model, env=env.name, dataset=request.dataset or default_dataset(env.name),
-                policy=label, profile=profile_label(request.profile), horizon=request.horizon, seed=request.seed,
-                precision=request.precision, config_hash=config_hash(cell_config(request)))
-
-
-def default_dataset(env: str) -> str:
-    """The SAC replay buffer of the env when it has been made, else the random dataset."""
-    replay = datasets.default_dataset_id(env, "sac-replay")
-    return replay if datasets.dataset_exists(replay) else datasets.default_dataset_id(env, "random")
 
 
 def prepare_inputs(env: str, dataset_id: str, profile: str, overrides: tuple[str, ...], policy: str,
@@ -388,8 +257,6 @@ def curve_rows(model: WorldModel, path: Path, eval_every: int, trial: Trial, fin
     """The learning curve: every snapshot evaluated exactly like the final model (adapted to the
     policy first), then the final model's own rows; each with its training step and the training
     FLOPs spent to reach it."""
-    from wmbench.bench import training_flop_per_update
-
     steps = snapshot_steps(model.config, eval_every)
     flop = training_flop_per_update(type(model), model.config, trial.env, trial.device) if model.fit_report.steps \
         else 0

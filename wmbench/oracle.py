@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 from mujoco import rollout
 
-from wmbench.envs import EnvSpec, mujoco_model
+from wmbench.envs import EnvSpec, get_env, mujoco_model
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,30 @@ class Oracle:
             qpos=qpos_all,
             qvel=qvel_all,
         )
+
+
+def simulator_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
+    """`(qpos, qvel)` of a MuJoCo env now: the exact state of its current observation."""
+    data = env.unwrapped.data
+    return data.qpos.copy(), data.qvel.copy()
+
+
+@dataclass(frozen=True)
+class RealEnv:
+    """The real environment of an online run (`wmbench rl`): a gymnasium env, the simulator state of
+    its current observation (`qpos`, `qvel`), and a replay of actions from such states (a model's
+    error is measured against it). `wmbench.systems` makes one of a known linear system for tests."""
+
+    name: str
+    obs_dim: int
+    act_dim: int
+    make: Callable[[], gym.Env]
+    sim_state: Callable[[gym.Env], tuple[np.ndarray, np.ndarray]]
+    replay: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # qpos, qvel, actions [B, H, act] -> obs
+
+    @classmethod
+    def mujoco(cls, name: str) -> RealEnv:
+        spec = get_env(name)
+        oracle = Oracle(spec)
+        return cls(spec.name, spec.obs_dim, spec.act_dim, spec.make, simulator_state,
+                   lambda qpos, qvel, actions: oracle.replay(qpos, qvel, actions).observations)

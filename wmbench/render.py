@@ -141,8 +141,8 @@ def render(request, n: int, out: Path, *, progress: bool = True,
            say: Callable[[str], None] = print) -> tuple[Path, Path, Video]:
     """Render the first `n` trajectories of an evaluated cell (its model must be cached: run
     `wmbench evaluate` with the same options first). Returns `(mp4, gif, video)`."""
-    from wmbench.evaluate import (Trial, adapt, cell_of, checkpoint_path, eval_config, prepare_inputs,
-                                  resolve_device)
+    from wmbench.cells import cell_of, checkpoint_path, eval_config, resolve_device
+    from wmbench.evaluate import Trial, adapt, prepare_inputs
     from wmbench.models.base import WorldModel, get_model_class
     from wmbench.timing import Stopwatch
 

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from wmbench.data import (EpisodeRecorder, collect_episodes, dataset_dir, default_dataset_id, make_card,
-                          write_dataset)
+from wmbench.data import dataset_dir, default_dataset_id
 from wmbench.envs import EnvSpec
 from wmbench.errors import DatasetError, UsageError
 from wmbench.policy import GaussianPolicy
+from wmbench.recording import EpisodeRecorder, collect_episodes, make_card, write_dataset
 
 SAC_POLICY_FILE = "sac-policy.zip"
 LEARNING_STARTS = 5000

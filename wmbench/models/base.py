@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from wmbench.config import MODEL_SECTIONS
 from wmbench.errors import CheckpointError, UsageError
 from wmbench.paths import atomic_write_bytes
 
@@ -260,6 +261,7 @@ def register_model(name: str):
             raise ValueError(f"model name {name!r} is already registered by {existing.__module__}")
         cls.name = name
         _REGISTRY[name] = cls
+        MODEL_SECTIONS[name] = cls.Config  # its `[name]` table of profiles and `--set name.KEY=...`
         return cls
 
     return decorate

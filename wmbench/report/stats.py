@@ -1,11 +1,15 @@
-"""One score per model: its error relative to the `persistence` floor, aggregated over envs and seeds.
+"""Every statistic of the report, in one place: the interval of a mean over seeds, and the
+aggregate score over envs.
 
-A run (env, horizon, seed) scores `error at the last step / persistence's error at the last step`
-of the same env, horizon and seed (the same start states): 1 is no better than predicting that
-nothing moves, 0 is exact. Runs are aggregated as the interquartile mean (the mean of the middle
-half: robust to one diverged run, less noisy than the median) with a stratified-bootstrap interval
-that resamples the seeds within each env, as recommended by Agarwal et al. (2021), "Deep RL at the
-edge of the statistical precipice"; the resampling is `scipy.stats.bootstrap`'s.
+Seeds are the unit of replication. A per-cell number is a mean over seeds with a percentile
+bootstrap interval that resamples seeds. The aggregate score of a model is its error relative to
+the `persistence` floor, per run (env, horizon, seed): `error at the last step / persistence's
+error at the last step` of the same env, horizon and seed (the same start states): 1 is no better
+than predicting that nothing moves, 0 is exact. Runs are aggregated as the interquartile mean (the
+mean of the middle half: robust to one diverged run, less noisy than the median) with a
+stratified-bootstrap interval that resamples the seeds within each env, as recommended by Agarwal
+et al. (2021), "Deep RL at the edge of the statistical precipice"; that resampling is
+`scipy.stats.bootstrap`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +22,27 @@ from scipy import stats
 
 FLOOR = "persistence"
 BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(values, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """`(mean, low, high)`: the percentile bootstrap interval of the mean over `values` (one per seed).
+    One value gives a zero-width interval: with one seed there is nothing to resample."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    resampled = values[np.random.default_rng(seed).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))]
+    low, high = np.quantile(resampled.mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return mean, float(low), float(high)
+
+
+def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and bootstrap interval of `value` over seeds, per group of `by`."""
+    rows = []
+    for key, group in frame.groupby(by, sort=False):
+        mean, low, high = bootstrap_ci(group["value"].to_numpy())
+        rows.append((*key, mean, low, high, group["seed"].nunique()))
+    return pd.DataFrame(rows, columns=[*by, "mean", "ci_low", "ci_high", "n_seeds"])
 
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from wmbench.cells import EvalRequest, cell_of, checkpoint_path
+from wmbench.data import dataset_dir
 from wmbench.errors import UsageError
-from wmbench.evaluate import EvalRequest, cell_of, checkpoint_path
 from wmbench.models.base import get_model_class
 from wmbench.paths import atomic_write_bytes, checkpoints_root, datasets_root, results_root
-from wmbench.results import Cell, ResultsStore
+from wmbench.results import ResultsStore
+from wmbench.sweep.grid import Evaluator, Outcome, record_failure, run_group
 
 Files = dict[str, bytes]  # relative path -> contents
 WORKSPACE_VARIABLES = ("WMBENCH_HOME", "MINARI_DATASETS_PATH", "WMBENCH_CACHE", "WMBENCH_RESULTS")
@@ -44,8 +46,6 @@ def write_files(root: Path, files: Files) -> None:
 
 def dataset_files(dataset_id: str) -> Files:
     """A dataset's folder (its data, card and evaluation policies), relative to the datasets root."""
-    from wmbench.data import dataset_dir
-
     folder = dataset_dir(dataset_id)
     return read_files(datasets_root(), (p for p in folder.rglob("*") if not p.name.startswith(".")))
 
@@ -57,11 +57,9 @@ def checkpoint_files(request: EvalRequest) -> Files:
 
 
 def evaluate_group(requests: list[EvalRequest], datasets: Files, checkpoints: Files, threads: int,
-                   evaluator) -> tuple[list[tuple[Cell, str | None, float]], Files, Files]:
+                   evaluator: Evaluator) -> tuple[list[Outcome], Files, Files]:
     """In a Ray worker: `(outcomes, result files by cell path, checkpoint files it wrote)`."""
     import torch
-
-    from wmbench.sweep import _run_group
 
     saved = {name: os.environ.pop(name, None) for name in WORKSPACE_VARIABLES}
     try:
@@ -70,7 +68,7 @@ def evaluate_group(requests: list[EvalRequest], datasets: Files, checkpoints: Fi
             write_files(datasets_root(), datasets)
             write_files(checkpoints_root(), checkpoints)
             torch.set_num_threads(max(1, threads))
-            outcomes = _run_group(requests, str(results_root()), evaluator)
+            outcomes = run_group(requests, str(results_root()), evaluator)
             results = read_files(results_root(), results_root().rglob("*.csv"))
             cache = checkpoints_root()
             trained = read_files(cache, cache.rglob("*.pt")) if cache.is_dir() else {}
@@ -83,15 +81,13 @@ def evaluate_group(requests: list[EvalRequest], datasets: Files, checkpoints: Fi
     return outcomes, results, trained
 
 
-def run_groups(groups: list[list[EvalRequest]], store: ResultsStore, evaluator, options: RayOptions,
-               record: Callable[[list[tuple[Cell, str | None, float]]], None],
-               say: Callable[[str], None]) -> None:
+def run_ray(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: Evaluator, options: RayOptions,
+            record: Callable[[list[Outcome]], None], say: Callable[[str], None]) -> None:
     """Run every group as a Ray task; `record` each group's outcomes as they come back."""
     try:
         import ray
     except ImportError:
         raise UsageError("--backend ray needs Ray: pip install 'wmbench[ray]'") from None
-    from wmbench.sweep import failure_path
 
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
@@ -120,10 +116,7 @@ def run_groups(groups: list[list[EvalRequest]], store: ResultsStore, evaluator, 
             write_files(checkpoints_root(), trained)
             write_files(store.root, results)
             for cell, error, _ in outcomes:
-                if error is None:
-                    failure_path(store, cell).unlink(missing_ok=True)
-                else:
-                    atomic_write_bytes(failure_path(store, cell), error.encode())
+                record_failure(store, cell, error)
             record(outcomes)
     except KeyboardInterrupt:  # what finished is stored; the rest is cancelled
         for ref in pending:

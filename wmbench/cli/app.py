@@ -1,0 +1,88 @@
+"""The `wmbench` typer app, its shared options and helpers, and `main` (errors as one line, exit 2)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wmbench.errors import UsageError, WmbenchError
+
+app = typer.Typer(
+    help="Train world models on offline MuJoCo data and measure their on-policy trajectories."
+         "\n\nStart with `wmbench evaluate --model mlp-ensemble --env halfcheetah`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Make, list and inspect Minari datasets (local only; nothing is downloaded).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=False)
+SET_HELP = ("Override one config field: SECTION.KEY=VALUE, repeatable (e.g. --set polygrad.train_steps=20000 "
+            "--set data.steps=50000); the value is a TOML literal. `wmbench models --config` lists the fields.")
+EVAL_EVERY_HELP = ("Learning curve: also evaluate the model every N training updates (same starts and policy as the "
+                   "final evaluation; stored as curve_* rows with the update and training FLOPs). Models trained by "
+                   "the shared loop only; others get the final point. Default: the profile's (0, off).")
+
+
+@app.callback()
+def options(
+    workspace: Optional[Path] = typer.Option(
+        None, help="Folder for datasets/, models/cache/ and results/ (default: $WMBENCH_HOME, else the current "
+                   "directory)."),
+) -> None:
+    """Options shared by every command."""
+    if workspace is not None:
+        workspace.mkdir(parents=True, exist_ok=True)
+        os.environ["WMBENCH_HOME"] = str(workspace.resolve())  # worker processes inherit it
+
+
+class Format(str, Enum):
+    markdown = "markdown"
+    csv = "csv"
+
+
+def print_steps(rows, step: str = "step") -> None:
+    """A summary table whose first column is a step count (printed as an integer, named `step`)."""
+    rich_table = Table()
+    for column in rows.columns:
+        rich_table.add_column(step if column == "step" else column, justify="right")
+    for row in rows.itertuples(index=False):
+        rich_table.add_row(str(int(row[0])), *(f"{v:.4g}" for v in row[1:]))
+    console.print(rich_table)
+
+
+def split(value: str, kind: type = str, option: str = "") -> list:
+    try:
+        items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items:
+        raise UsageError(f"{option} takes a comma-separated list, e.g. {'10,50' if kind is int else 'a,b'}; got {value!r}")
+    return items
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"wmbench: warning: {message}\n"
+
+
+def main() -> None:
+    warnings.formatwarning = _warning_line  # one readable line, not a source location
+    try:
+        app()
+    except WmbenchError as err:
+        print(f"wmbench: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("wmbench: interrupted; finished results and checkpoints are kept", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

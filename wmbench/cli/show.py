@@ -1,0 +1,160 @@
+"""The commands that read and show: report, models, results, profiles, and the `data` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from wmbench.cli.app import Format, app, console, data_app
+from wmbench.errors import UsageError
+
+
+@app.command()
+def report(
+    results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/; the "
+                                                      "committed reference run is reports/reference)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for the figures, tables and README.md (default: the "
+                                                  "workspace's report/)."),
+    profile: Optional[str] = typer.Option(None, help="Profile to report (default: the only one in the store)."),
+) -> None:
+    """Draw the paper's comparison figures and tables (mean and 95% bootstrap CI over seeds) from the
+    results store, with a README.md that shows them and their provenance."""
+    from wmbench.paths import workspace
+    from wmbench.report import write_report
+    from wmbench.results import ResultsStore
+
+    if results is not None and not results.is_dir():
+        raise UsageError(f"results folder {results} does not exist")
+    out = out or workspace() / "report"
+    written = write_report(ResultsStore(results), out, profile)
+    console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
+
+
+@app.command()
+def models(config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc.")) -> None:
+    """List the registered world models (built-in and from installed extension packages)."""
+    import wmbench.sections  # noqa: F401 - every config section
+    from wmbench.config import SECTIONS, field_docs
+    from wmbench.models.base import available_models
+
+    def show_fields(config_cls: type) -> None:
+        for field, default, help_text in field_docs(config_cls):
+            console.print(f"    {field} = {escape(repr(default))}  [dim]{escape(help_text)}[/dim]", highlight=False)
+
+    for name, cls in available_models().items():
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{name}[/bold]  {escape(doc)}", highlight=False)
+        if config:
+            show_fields(cls.Config)
+    if config:
+        for name, config_cls in sorted(SECTIONS.items()):
+            console.print(f"[bold]\\[{name}][/bold]  {escape(config_cls.__doc__ or '')}", highlight=False)
+            show_fields(config_cls)
+
+
+@app.command()
+def results(
+    model: Optional[str] = typer.Option(None, help="Only this model."),
+    env: Optional[str] = typer.Option(None, help="Only this env."),
+    metric: Optional[str] = typer.Option(None, help="Only this metric (mse, mse_norm, reward_mse, ...)."),
+    profile: Optional[str] = typer.Option(None, help="Only this profile."),
+    config_hash: Optional[str] = typer.Option(None, help="Only cells of this resolved config (the config_hash column)."),
+    overrides: Optional[str] = typer.Option(None, help="Only cells whose --set overrides include this text "
+                                                      "(e.g. polygrad.train_steps=20000; '' for none)."),
+    results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/)."),
+    format: Format = typer.Option(Format.markdown, help="Output format."),
+) -> None:
+    """Print stored results (tidy rows: one per model, env, ..., metric and step)."""
+    from wmbench.results import ROW_COLUMNS, ResultsStore, markdown_table
+
+    table = ResultsStore(results).read(model=model, env=env, metric=metric, profile=profile, config_hash=config_hash)
+    if overrides is not None:
+        stored = table["overrides"].fillna("") if "overrides" in table else ""
+        table = table[stored == "" if overrides == "" else stored.str.contains(overrides, regex=False)]
+    if format is Format.csv:
+        table.to_csv(sys.stdout, index=False)
+    else:
+        print(markdown_table(table[ROW_COLUMNS]))
+
+
+@app.command()
+def profiles() -> None:
+    """List the config profiles (built-in, and $WMBENCH_PROFILES) with where each comes from. A TOML
+    file of your own works as --profile PATH and may start from another with `extends = "quick"`."""
+    from wmbench.config import (
+        available_profiles,
+        load_profile,
+        profile_description,
+        profile_path,
+    )
+
+    for name in available_profiles():
+        sections = ", ".join(load_profile(name))
+        console.print(f"[bold]{name}[/bold]  {escape(profile_description(name))}\n    {profile_path(name)}\n"
+                      f"    [dim]sections: {escape(sections)}[/dim]", highlight=False, soft_wrap=True)
+
+
+@data_app.command("make")
+def data_make(
+    env: str = typer.Argument(..., help="halfcheetah, hopper or walker2d."),
+    policy: str = typer.Option("random", help="Behaviour policy: random (uniform actions: random-v0) or sac (one "
+                                              "Soft Actor-Critic run: sac-replay-v0 and sac-final-v0)."),
+    steps: Optional[int] = typer.Option(None, help="Environment steps (default: 100000 random; 75000 SAC, about "
+                                                   "15 minutes on 2 CPU cores; the paper: 1000000)."),
+    final_episodes: int = typer.Option(20, help="SAC: episodes of the final policy in sac-final-v0."),
+    seed: int = typer.Option(0, help="Seed of the env resets and the behaviour policy."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+) -> None:
+    """Record Minari datasets wmbench/ENV/... with the simulator state of every observation."""
+    from wmbench import data
+    from wmbench.envs import get_env
+    from wmbench.recording import make_random_dataset
+
+    if policy not in ("random", "sac"):
+        raise UsageError(f"unknown behaviour policy {policy!r}; choose one of: random, sac")
+    if steps is not None and steps < 1:
+        raise UsageError(f"--steps must be positive, got {steps}")
+    spec = get_env(env)
+    if policy == "random":
+        made = [make_random_dataset(spec, steps or 100_000, seed=seed, overwrite=overwrite)]
+    else:
+        from wmbench.sac import DEFAULT_STEPS, make_sac_datasets
+
+        made = make_sac_datasets(spec, steps or DEFAULT_STEPS, seed=seed, final_episodes=final_episodes,
+                                 overwrite=overwrite)
+    for dataset_id in made:
+        card = data.read_card(dataset_id)
+        console.print(f"wrote {dataset_id} to {data.dataset_dir(dataset_id)}: {card['steps']} steps, "
+                      f"{card['episodes']} episodes, return mean {card['return_mean']:.1f} "
+                      f"(min {card['return_min']:.1f}, max {card['return_max']:.1f})", highlight=False, soft_wrap=True)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """One local dataset per line, with its number of steps."""
+    from wmbench.data import list_datasets
+
+    for dataset_id, steps in list_datasets():
+        print(f"{dataset_id}\t{steps} steps")
+
+
+@data_app.command("show")
+def data_show(dataset_id: str = typer.Argument(..., help="A local Minari dataset id.")) -> None:
+    """Episodes, steps, returns and provenance of a local dataset."""
+    from wmbench.data import load_dataset, read_card
+
+    offline = load_dataset(dataset_id)
+    returns = offline.episode_returns()
+    facts = {
+        "dataset": dataset_id, "env": offline.env, "episodes": offline.n_episodes,
+        "steps": offline.n_transitions, "return_mean": round(float(returns.mean()), 3),
+        "return_min": round(float(returns.min()), 3), "return_max": round(float(returns.max()), 3),
+        "exact_simulator_states": offline.exact_states,
+    }
+    card = read_card(dataset_id)
+    print(json.dumps({**facts, "card": card}, indent=2))

@@ -1,0 +1,123 @@
+"""`wmbench report`: the paper's comparison figures and tables, drawn from the results store.
+
+Seeds are the unit of replication: every number is a mean over seeds with a 95% percentile
+bootstrap interval that resamples seeds. Each figure draws whatever models the store holds, and a
+model has the same colour in every figure. A panel is one env (with the dataset, policy or precision
+added to its name when the store holds several for that env).
+
+Which rows and their names: `select`; every statistic: `stats`; tables: `tables`; figures, one
+module per family: `figures`; RL in imagination: `rl`; the README: `readme`. `write_report` below
+lists what a report draws: a new figure is one function in `figures` and one line here.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display; before anything imports pyplot
+
+from pathlib import Path  # noqa: E402
+
+import seaborn as sns  # noqa: E402
+
+from wmbench.paths import atomic_write_bytes  # noqa: E402
+from wmbench.report.figures.calibration import plot_calibration, plot_delta  # noqa: E402
+from wmbench.report.figures.cost import plot_accuracy_vs_compute, plot_generation_time  # noqa: E402
+from wmbench.report.figures.curves import plot_learning_curves  # noqa: E402
+from wmbench.report.figures.errors import (  # noqa: E402
+    plot_aggregate,
+    plot_dim_error,
+    plot_mse_vs_step,
+)
+from wmbench.report.readme import one_video_per_env, provenance_table, readme_text  # noqa: E402
+from wmbench.report.rl import rl_section, write_rl_report  # noqa: E402
+from wmbench.report.select import Selection, model_colours  # noqa: E402
+from wmbench.report.stats import bootstrap_ci  # noqa: E402
+from wmbench.report.tables import (  # noqa: E402
+    TABLE_STEPS,
+    aggregate_scores,
+    aggregate_wide,
+    bench_table,
+    calibration_table,
+    curve_table,
+    dim_error,
+    learning_curves,
+    mark_few_alive,
+    mse_table,
+    present_columns,
+    wide_table,
+    write_table,
+)
+from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table  # noqa: E402
+
+__all__ = ["bootstrap_ci", "write_report"]
+
+
+def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
+    """Every figure and table, and `README.md` that shows them; returns the files written."""
+    table = results.read()
+    is_bench, is_rl = table["dataset"] == BENCH_DATASET, table["dataset"] == RL_DATASET
+    out = Path(out)
+    sns.set_theme(style="whitegrid", context="notebook")
+    written, sections = [], {}
+    if is_rl.any():
+        rl_sel = Selection.from_store(table[is_rl], profile)
+        files, sections["rl"] = write_rl_report(rl_sel, out, model_colours(rl_sel.models))
+        written += files
+        if (~is_bench & ~is_rl).sum() == 0:  # RL runs only
+            text = "\n".join(["# wmbench report", "", f"Profile `{rl_sel.profile}`.", "", *rl_section(sections["rl"]),
+                              "## Provenance", "", markdown_table(provenance_table(rl_sel)), ""])
+            atomic_write_bytes(out / "README.md", text.encode())
+            return written + [out / "README.md"]
+    sel = Selection.from_store(table[~is_bench & ~is_rl], profile)
+    colours = model_colours(sel.models)
+    scores = aggregate_scores(sel)
+    if not scores.empty:
+        written.append(plot_aggregate(scores, colours, out / "aggregate.png"))
+        sections["aggregate"] = aggregate_wide(scores, sel.models)
+        written += write_table(scores, sections["aggregate"], out / "aggregate_table")
+    written.append(plot_mse_vs_step(sel, colours, out / "mse_vs_step.png"))
+
+    for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
+        tidy = mse_table(sel, metric)
+        if tidy.empty and metric != "mse":  # stores older than the alive error have none
+            continue
+        columns = present_columns(tidy, sel.panels, TABLE_STEPS)
+        sections[metric] = mark_few_alive(wide_table(tidy, sel.models, columns), sel, columns)
+        written += write_table(tidy, sections[metric], out / stem)
+
+    curves = learning_curves(sel)
+    if not curves.empty:
+        written.append(plot_learning_curves(curves, colours, out / "learning_curves.png"))
+        sections["curves"] = curve_table(curves)
+        written += write_table(curves, sections["curves"], out / "learning_curves")
+
+    dims = dim_error(sel)
+    if not dims.empty:
+        sections["dims"] = plot_dim_error(dims, colours, out)
+        written += sections["dims"]
+        atomic_write_bytes(out / "dim_error.csv", dims.to_csv(index=False).encode())
+        written.append(out / "dim_error.csv")
+
+    gen_path, gen = plot_generation_time(sel, colours, out / "generation_time.png")
+    gen_wide = wide_table(gen, sel.models, present_columns(gen, sel.panels, sorted(gen["step"].unique())))
+    written += [gen_path, *write_table(gen, gen_wide, out / "generation_time")]
+    written.append(plot_accuracy_vs_compute(sel, colours, out / "accuracy_vs_compute.png"))
+
+    written.append(plot_calibration(sel, colours, out / "calibration.png"))
+    calib = calibration_table(sel)
+    z_std = calib[calib["metric"] == "action_z_std"].assign(step=0)
+    calib_wide = wide_table(z_std, sel.models, [(p, 0) for p in sel.panels], fmt=".3f",
+                            distance=lambda mean: (mean - 1).abs())
+    calib_wide.columns = ["model", *(f"{p} std(z)" for p in sel.panels)]
+    written += write_table(calib, calib_wide, out / "calibration_table")
+
+    delta_path = plot_delta(sel, colours, out / "delta.png")
+    written += [delta_path] if delta_path else []
+    bench = bench_table(table[is_bench & (table["profile"] == sel.profile)])
+    if not bench.empty:
+        written += write_table(bench, bench.astype(object).where(bench.notna(), "–"), out / "bench_table")
+    sections["videos"] = one_video_per_env(out / "videos", sel.rows["env"].unique())
+    text = readme_text(sel, sections, gen_wide, calib_wide, bench, has_delta=delta_path is not None)
+    atomic_write_bytes(out / "README.md", text.encode())
+    return written + [out / "README.md"]

@@ -1,0 +1,153 @@
+"""The report's README.md: every figure and table in reading order, with what each shows, and the
+provenance of the rows they were drawn from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wmbench.report.rl import rl_section
+from wmbench.report.select import Selection
+from wmbench.report.stats import FLOOR
+from wmbench.report.tables import ALIVE_WARNING
+from wmbench.results import markdown_table
+
+
+def provenance_table(sel: Selection) -> pd.DataFrame:
+    r = sel.rows
+    facts = {
+        "profile": sel.profile,
+        "cells": len(r.drop_duplicates(["model", "env", "dataset", "policy", "horizon", "seed"])),
+        "models": ", ".join(sel.models),
+        "datasets": ", ".join(sorted(r["dataset"].unique())),
+        "policies": ", ".join(sorted(r["policy"].unique())),
+        "horizons": ", ".join(map(str, sorted(r["horizon"].unique()))),
+        "seeds": ", ".join(map(str, sorted(r["seed"].unique()))),
+        "trajectories per cell": ", ".join(map(str, sorted(r["n_trajectories"].dropna().astype(int).unique())))
+        if "n_trajectories" in r else "",
+    }
+    for column in ("git_commit", "device", "versions"):
+        if column in r:
+            facts[column.replace("_", " ")] = "; ".join(sorted(r[column].dropna().astype(str).unique()))
+    if "created" in r and r["created"].notna().any():
+        created = r["created"].dropna().astype(str)
+        facts["created"] = f"{created.min()} to {created.max()}"
+    return pd.DataFrame(list(facts.items()), columns=["", "value"])
+
+
+def one_video_per_env(folder: Path, envs) -> list[Path]:
+    """A GIF per env from `wmbench render` (named ENV-MODEL-hH-sS.gif), PolyGRAD's first."""
+    videos = []
+    for env in sorted(envs):
+        gifs = sorted(folder.glob(f"{env}-*.gif"), key=lambda p: (not p.name.startswith(f"{env}-polygrad-"), p.name))
+        videos += gifs[:1]
+    return videos
+
+
+def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, calib_wide, bench: pd.DataFrame,
+            has_delta: bool) -> str:
+    parts = [
+        "# wmbench report",
+        "",
+        f"Profile `{sel.profile}`. Every number is a mean over seeds with a 95% bootstrap interval over seeds "
+        "(`mean [low, high]`; one seed gives a zero-width interval); the best per column is bold. "
+        "Regenerate with `make report`.",
+        "",
+    ]
+    if "aggregate" in sections:
+        parts += [
+            "## Aggregate score",
+            "![aggregate score](aggregate.png)",
+            "",
+            f"Each run's state error at its last step divided by that of the `{FLOOR}` floor (every future state "
+            "is the start state) on the same env, horizon and seed: 1 is no better than predicting that nothing "
+            "moves, 0 is exact. Runs are aggregated over envs and seeds as the interquartile mean with a 95% "
+            "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021). *All "
+            "trajectories* is the paper's error; *alive* counts only trajectories that have not terminated in "
+            "the simulator; `envs` says over how many envs a score is taken (compare rows with the same count; "
+            "tidy numbers: `aggregate_table.csv`).",
+            "",
+            markdown_table(sections["aggregate"]),
+            "",
+        ]
+    parts += [
+        "## State error versus step",
+        "![state MSE versus step](mse_vs_step.png)",
+        "",
+        "Each line is a model's open-loop state error against the simulator replay of its own actions; lower is "
+        "better, and a line that rises faster compounds its errors faster. The paper's error (top) goes on "
+        "past a termination in the simulator, where the replay is in states no model was trained on; the "
+        "alive error (middle) averages only trajectories whose replay has not terminated before that step "
+        "(the terminal state itself counts), and the bottom row says how many those are.",
+        "",
+        "## State MSE at the paper's horizons",
+        "The error at step 10, 50 and 200 of each model's longest trajectories, over all trajectories as the "
+        f"paper reports it (tidy numbers: `mse_table.csv`). † marks an error where fewer than "
+        f"{ALIVE_WARNING:.0%} of the trajectories are still alive in the simulator.",
+        "",
+        markdown_table(sections["mse"]),
+        "",
+    ]
+    if "mse_alive" in sections:
+        parts += ["### Over the trajectories alive in the simulator",
+                  "The same, averaged over the trajectories that have not terminated (`mse_alive_table.csv`).", "",
+                  markdown_table(sections["mse_alive"]), ""]
+    if "curves" in sections:
+        parts += ["## Learning curves",
+                  "![learning curves](learning_curves.png)", "",
+                  "The error at the last step of models evaluated during training (`--eval-every`; the same starts "
+                  "and policy as the final evaluation, PolyGRAD's δ retuned at each point), against training "
+                  "updates and against training FLOPs. One budget is one point of these curves. Mean over seeds "
+                  "at each number of updates (`learning_curves.csv` has the intervals and the alive error):", "",
+                  markdown_table(sections["curves"]), ""]
+    if sections.get("dims"):
+        parts += ["## Error per observation dimension", "",
+                  "Each model's squared error in every observation dimension at the last step of its longest "
+                  "trajectories (mean over seeds, `dim_error.csv` with intervals): which part of the body a model "
+                  "gets wrong.", ""]
+        parts += [f"![error per dimension]({path.name})" for path in sections["dims"]] + [""]
+    if sections.get("videos"):
+        parts += ["## Trajectories", "",
+                  "The simulator replaying a model's generated actions (left) and the model's generated states "
+                  "(right), one trajectory per row (`wmbench render`; the MP4s lie beside the GIFs).", ""]
+        parts += [f"![{path.stem}](videos/{path.name})" for path in sections["videos"]] + [""]
+    parts += [
+        "## Generation cost",
+        "![generation time versus horizon](generation_time.png)",
+        "",
+        "Top: wall-clock time to generate the batch at each horizon; bottom: the same per generated transition. "
+        "Autoregressive models pay per step; PolyGRAD pays per diffusion step over the whole trajectory. "
+        "These times come from the evaluation cells and share the machine with whatever ran beside them (a "
+        "sweep's other workers: the provenance's `device` gives each cell's threads); `wmbench bench` times "
+        "models alone.",
+        "",
+        markdown_table(gen_wide),
+        "",
+        "## Accuracy against compute",
+        "![accuracy against compute](accuracy_vs_compute.png)",
+        "",
+        "One point per model and env at each horizon: the further to the lower left, the more accurate for its cost.",
+        "",
+        "## Action calibration",
+        "![action calibration histograms](calibration.png)",
+        "",
+        "Generated actions standardised by the evaluation policy should be N(0, 1): a narrow histogram "
+        "(std(z) < 1) means the trajectories are less random than the policy, a wide one more; the std "
+        "closest to 1 is bold.",
+        "",
+        markdown_table(calib_wide),
+        "",
+    ]
+    if "rl" in sections:
+        parts += rl_section(sections["rl"])
+    if has_delta:
+        parts += ["## PolyGRAD's guidance scale", "![delta over tuning](delta.png)", "",
+                  "δ while it is tuned towards std(z) = 1 after training; a curve that has flattened has converged.", ""]
+    if not bench.empty:
+        parts += ["## Generation throughput against this machine's peak (`wmbench bench`)", "",
+                  "Untrained models at the profile's sizes: time of one batch, FLOPs counted by PyTorch's "
+                  "FlopCounterMode, and the fraction of a dense matmul's GFLOP/s measured in the same run.", "",
+                  markdown_table(bench.astype(object).where(bench.notna(), "–")), ""]
+    parts += ["## Provenance", "", markdown_table(provenance_table(sel)), ""]
+    return "\n".join(parts)

@@ -1,0 +1,154 @@
+"""The report's tables: tidy numbers (CSV) and wide, readable ones (Markdown), each from the
+statistics of `stats` over a `Selection`'s rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from wmbench.envs import observation_names
+from wmbench.metrics import DIM_PREFIX
+from wmbench.paths import atomic_write_bytes
+from wmbench.report.select import Selection, longest_horizon, ordered_models
+from wmbench.report.stats import aggregate, normalised_scores, summarise
+from wmbench.results import markdown_table
+
+TABLE_STEPS = (10, 50, 200)  # the paper's horizons
+ALIVE_WARNING = 0.2  # tables mark errors averaged over fewer than this fraction of the trajectories
+
+
+def mse_table(sel: Selection, metric: str = "mse") -> pd.DataFrame:
+    """Tidy error at the paper's horizons: `panel, model, step, mean, ci_low, ci_high, n_seeds`."""
+    rows = sel.longest(metric).dropna(subset=["value"])
+    rows = rows[rows["step"].isin(TABLE_STEPS)]
+    return summarise(rows, ["panel", "model", "step"]).sort_values(["panel", "step", "model"]).reset_index(drop=True)
+
+
+def mark_few_alive(wide: pd.DataFrame, sel: Selection, columns: list[tuple[str, int]]) -> pd.DataFrame:
+    """Appends `†` (and the fraction) to cells averaged over fewer than `ALIVE_WARNING` of the trajectories."""
+    alive = summarise(sel.longest("alive_fraction"), ["panel", "model", "step"]).set_index(["panel", "model", "step"])
+    wide = wide.copy()
+    for panel, step in columns:
+        column = f"{panel} h={step}"
+        for i, model in enumerate(wide["model"]):
+            fraction = alive["mean"].get((panel, model, step))
+            if fraction is not None and fraction < ALIVE_WARNING and wide.at[i, column] != "–":
+                wide.at[i, column] = f"{wide.at[i, column]} † ({fraction:.0%} alive)"
+    return wide
+
+
+def present_columns(tidy: pd.DataFrame, panels: list[str], steps) -> list[tuple[str, int]]:
+    """The (panel, step) columns of a wide table that hold at least one number."""
+    return [(p, s) for p in panels for s in steps if ((tidy["panel"] == p) & (tidy["step"] == s)).any()]
+
+
+def wide_table(tidy: pd.DataFrame, models: list[str], columns: list[tuple[str, int]], fmt: str = ".3g",
+               distance: Callable[[pd.Series], pd.Series] = lambda mean: mean) -> pd.DataFrame:
+    """Rows of models, one column per (panel, step): `mean [low, high]`, the model of the smallest
+    `distance(mean)` per column in bold."""
+    out = pd.DataFrame({"model": models})
+    for panel, step in columns:
+        col = tidy[(tidy["panel"] == panel) & (tidy["step"] == step)].set_index("model")
+        best = distance(col["mean"]).idxmin() if len(col) else None
+        cells = []
+        for model in models:
+            if model not in col.index:
+                cells.append("–")
+                continue
+            r = col.loc[model]
+            text = f"{r['mean']:{fmt}} [{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]"
+            cells.append(f"**{text}**" if model == best and len(col) > 1 else text)
+        out[f"{panel} h={step}"] = cells
+    return out
+
+
+AGGREGATE_METRICS = {"mse": "all trajectories", "mse_alive": "alive in the simulator"}
+
+
+def aggregate_scores(sel: Selection) -> pd.DataFrame:
+    """`[metric, model, horizon, iqm, ci_low, ci_high, n_envs, n_runs]`, the aggregate score of every
+    model over the selection's envs and seeds (empty without the `persistence` floor)."""
+    frames = [aggregate(normalised_scores(sel.rows, metric)).assign(metric=metric)
+              for metric in AGGREGATE_METRICS if not sel.metric(metric).empty]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    order = {m: i for i, m in enumerate(ordered_models(pd.concat(frames)["model"]))}
+    return (pd.concat(frames, ignore_index=True)[["metric", "model", "horizon", "iqm", "ci_low", "ci_high", "n_envs",
+                                                  "n_runs"]]
+            .sort_values(["metric", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+            .reset_index(drop=True))
+
+
+def aggregate_wide(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    tidy = scores.rename(columns={"iqm": "mean", "horizon": "step", "metric": "panel"})
+    columns = [(m, h) for h in sorted(tidy["step"].unique()) for m in AGGREGATE_METRICS
+               if ((tidy["panel"] == m) & (tidy["step"] == h)).any()]
+    wide = wide_table(tidy, [m for m in models if m in set(tidy["model"])], columns)
+    wide.columns = ["model", *(f"h={h}, {AGGREGATE_METRICS[m]}" for m, h in columns)]
+    # a score over fewer envs than the others' is not comparable with theirs: say over how many
+    wide.insert(1, "envs", wide["model"].map(scores.groupby("model")["n_envs"].max()).astype(int))
+    return wide
+
+
+def learning_curves(sel: Selection) -> pd.DataFrame:
+    """Tidy learning curves: the error at the last step against training updates and FLOPs,
+    `[metric, panel, model, horizon, train_step, train_flops, mean, ci_low, ci_high, n_seeds]`."""
+    rows = sel.rows[sel.rows["metric"].isin(["curve_mse", "curve_mse_alive"])]
+    rows = rows[(rows["step"] == rows["horizon"]) & rows["value"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    keys = ["metric", "panel", "model", "horizon", "train_step"]
+    flops = rows.groupby(keys)["train_flops"].mean().rename("train_flops")
+    return summarise(rows, keys).join(flops, on=keys).sort_values(keys).reset_index(drop=True)
+
+
+def curve_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """The mean error at the last step per number of updates, one row per panel and trained model."""
+    trained = curves[(curves["metric"] == "curve_mse") & (curves["train_step"] > 0)]
+    wide = trained.pivot_table(index=["panel", "model", "horizon"], columns="train_step", values="mean")
+    wide.columns = [f"{int(c):,} updates" for c in wide.columns]
+    return wide.reset_index().astype(object).where(lambda f: f.notna(), "–")
+
+
+def dim_error(sel: Selection) -> pd.DataFrame:
+    """Tidy error per obs dim at the last step of each model's longest trajectories: `panel, model,
+    horizon, dim, dim_index, mean, ci_low, ci_high, n_seeds` (dims in observation order)."""
+    rows = sel.rows[sel.rows["metric"].str.startswith(DIM_PREFIX)]
+    if rows.empty:  # stores older than the per-dim rows
+        return pd.DataFrame()
+    rows = longest_horizon(rows)
+    rows = rows.assign(dim=rows["metric"].str[len(DIM_PREFIX):-1])
+    order = {(env, name): k for env in rows["env"].unique() for k, name in enumerate(observation_names(env))}
+    tidy = summarise(rows.assign(dim_index=[order.get(key, -1) for key in zip(rows["env"], rows["dim"])]),
+                     ["panel", "model", "horizon", "dim", "dim_index"])
+    return tidy.sort_values(["panel", "dim_index", "model"]).reset_index(drop=True)
+
+
+def calibration_table(sel: Selection) -> pd.DataFrame:
+    frames = [summarise(sel.longest(metric), ["panel", "model"]).assign(metric=metric)
+              for metric in ("action_z_std", "action_z_mean", "action_ks")]
+    return pd.concat(frames, ignore_index=True)[["panel", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"]]
+
+
+def bench_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """`wmbench bench` rows, one line per model, precision and horizon (the latest run of each)."""
+    columns = {"gen_time_s": "time (s)", "transitions_per_s": "transitions/s", "gflop": "GFLOP",
+               "gflops_achieved": "GFLOP/s", "peak_fraction": "fraction of peak", "denoiser_peak_fraction": "denoiser pass, fraction of peak",
+               "peak_gflops": "matmul peak (GFLOP/s)"}
+    if rows.empty:
+        return pd.DataFrame()
+    wide = rows.pivot_table(index=["model", "precision", "env", "horizon", "device"], columns="metric",
+                            values="value", aggfunc="last").reset_index()
+    wide = wide[[c for c in ["model", "precision", "env", "horizon", "device", *columns] if c in wide]]
+    wide = wide.rename(columns=columns)
+    order = {m: i for i, m in enumerate(ordered_models(wide["model"]))}
+    return wide.sort_values(["precision", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+
+
+def write_table(tidy: pd.DataFrame, wide: pd.DataFrame, stem: Path) -> list[Path]:
+    atomic_write_bytes(stem.with_suffix(".csv"), tidy.to_csv(index=False).encode())
+    atomic_write_bytes(stem.with_suffix(".md"), (markdown_table(wide) + "\n").encode())
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]

@@ -1,0 +1,93 @@
+"""The model-free baseline of `wmbench rl`: stable-baselines3 PPO at the same real steps, evaluated
+and resumed like the imagination loop (from its agent saved at its last evaluation, with the
+rollout then in progress collected again)."""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from wmbench.config import config_section, param
+from wmbench.oracle import RealEnv
+from wmbench.rl.evaluation import RLConfig, RunLog, check_rl, episode_returns, eval_seed
+from wmbench.rl.state import load_state, save_state
+from wmbench.timing import Stopwatch
+
+PPO = "ppo"  # `--model ppo`: the model-free baseline
+
+
+@config_section("ppo")
+@dataclass
+class PPOConfig:
+    """The model-free baseline: stable-baselines3 PPO (its defaults)."""
+
+    n_steps: int = param(2048, "real steps per PPO rollout")
+    batch_size: int = param(64, "minibatch size")
+    n_epochs: int = param(10, "epochs per rollout")
+    learning_rate: float = param(3e-4, "Adam learning rate")
+
+
+def run_ppo(real: RealEnv, rl: RLConfig, config: PPOConfig, *, seed: int, state_path: Path | None = None,
+            progress: bool = True) -> pd.DataFrame:
+    """stable-baselines3 PPO for `rl.env_steps` real steps, evaluated like the imagination loop."""
+    from stable_baselines3 import PPO as StableBaselinesPPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    check_rl(rl)
+    watch, env = Stopwatch(), real.make()
+    saved = load_state(state_path) if state_path is not None else None
+    if saved is None:
+        torch.manual_seed(seed)
+        agent = StableBaselinesPPO("MlpPolicy", env, seed=seed, n_steps=config.n_steps, batch_size=config.batch_size,
+                                   n_epochs=config.n_epochs, learning_rate=config.learning_rate, device="cpu",
+                                   verbose=0)
+        log = RunLog(rows=[], counts={"env_step": 0, "last_eval": 0})
+    else:
+        agent = StableBaselinesPPO.load(io.BytesIO(saved["agent"]), env=env, device="cpu")
+        log, watch.seconds = saved["log"], dict(saved["seconds"])
+
+    def evaluate(step: int) -> None:
+        with watch("evaluation"):
+            returns, lengths = episode_returns(real, lambda obs: agent.predict(obs, deterministic=True)[0],
+                                               rl.eval_episodes, eval_seed(seed))
+        with torch.no_grad():
+            log.record(step, returns, lengths, agent.policy.log_std.exp().mean().item(), watch)
+
+    class Evaluations(BaseCallback):
+        """Evaluates and saves every `eval_every` steps; stops the run at exactly `env_steps`."""
+
+        def _on_training_start(self) -> None:
+            self.clock = time.perf_counter()
+            self.bar = tqdm(total=rl.env_steps, initial=self.num_timesteps, desc=f"rl ppo {real.name}", unit="step",
+                            disable=not progress, leave=False)
+
+        def _on_step(self) -> bool:
+            log.counts["env_step"] = self.num_timesteps
+            self.bar.update()
+            if log.due(rl):
+                now = time.perf_counter()
+                watch.seconds["ppo"] = watch.seconds.get("ppo", 0.0) + now - self.clock
+                evaluate(self.num_timesteps)
+                if state_path is not None:
+                    saved_agent = io.BytesIO()
+                    agent.save(saved_agent)
+                    save_state(state_path, {"agent": saved_agent.getvalue(), "log": log,
+                                            "seconds": dict(watch.seconds)})
+                self.bar.set_postfix(ret=f"{log.latest('return'):.0f}")
+                self.clock = time.perf_counter()
+            return self.num_timesteps < rl.env_steps
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    if saved is None:
+        evaluate(0)
+    agent.learn(total_timesteps=rl.env_steps - agent.num_timesteps, callback=Evaluations(),
+                reset_num_timesteps=False)
+    return log.frame()
