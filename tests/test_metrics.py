@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import stats
 
 from wmbench import metrics
 
@@ -85,3 +86,19 @@ def test_mse_alive_is_nan_where_every_trajectory_has_terminated():
     terminals = np.array([[True, False]])
     alive = metrics.state_mse_alive(np.ones((1, 3, 2)), np.zeros((1, 3, 2)), terminals)
     assert alive[1] == 1.0 and np.isnan(alive[2])
+
+
+def test_w1_to_the_normal_against_known_answers():
+    assert metrics.w1_to_normal(np.zeros(10)) == pytest.approx(np.sqrt(2 / np.pi))  # E|Z| for a point mass at 0
+    assert metrics.w1_to_normal(np.full(7, 2.0)) == pytest.approx(  # E|Z - 2| = 2(2 Phi(2) - 1) + 2 phi(2)
+        2 * (2 * stats.norm.cdf(2.0) - 1) + 2 * stats.norm.pdf(2.0))
+    assert metrics.w1_to_normal(np.random.default_rng(0).normal(size=200_000)) < 0.01
+    shifted = np.random.default_rng(1).normal(0.5, 1.0, size=200_000)  # a shift moves every unit of mass by 0.5
+    assert metrics.w1_to_normal(shifted) == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_fraction_at_the_clip_counts_actions_at_3_std_either_side():
+    z = np.clip(np.array([-5.0, -3.0, -2.9, 0.0, 2.99, 3.0, 4.0, 1.0]), -3.0, 3.0)
+    assert metrics.action_calibration(z[:, None])["clip"] == pytest.approx(4 / 8)
+    assert metrics.action_calibration(np.random.default_rng(0).normal(size=(400_000, 1)))["clip"] == pytest.approx(
+        2 * stats.norm.sf(3.0), abs=4e-4)

@@ -10,7 +10,7 @@ from wmbench.envs import observation_names
 from wmbench.errors import UsageError
 from wmbench.metrics import HIST_EDGES
 from wmbench.report import write_report
-from wmbench.report.stats import bootstrap_ci
+from wmbench.report.stats import compare, mean_interval
 from wmbench.results import Cell, ResultsStore
 
 SEEDS = (0, 1, 2)
@@ -61,7 +61,8 @@ def test_every_figure_and_table_is_written(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 10_000, f"{name} looks empty"
     for stem in TABLES:
         assert (tmp_path / "out" / f"{stem}.csv").stat().st_size > 0
-        assert (tmp_path / "out" / f"{stem}.md").read_text().startswith("| model |")
+        first = "| panel | model |" if stem == "calibration_table" else "| model |"  # a row per panel and model
+        assert (tmp_path / "out" / f"{stem}.md").read_text().startswith(first), stem
     readme = (tmp_path / "out" / "README.md").read_text()
     assert all(f"({name})" in readme for name in FIGURES)
     assert "abc123" in readme and "wmbench/hopper/random-v0" in readme
@@ -77,14 +78,15 @@ def test_the_per_dimension_figure_shows_the_stored_rows_and_the_readme_a_gif_per
     written = write_report(write_store(tmp_path / "results"), tmp_path / "out")
     dims = pd.read_csv(tmp_path / "out" / "dim_error.csv")
     for env in ("hopper", "halfcheetah"):
-        mine = dims[(dims["panel"] == env) & (dims["model"] == "mlp-ensemble")]
-        assert list(mine["dim"]) == list(observation_names(env))  # in observation order, named
-        # from the longest (h = 50) cells, mean over seeds
-        expected = [np.mean([known_dim_error("mlp-ensemble", s, k, 50) for s in SEEDS]) for k in range(len(mine))]
-        assert mine["mean"].to_numpy() == pytest.approx(expected)
-        assert (tmp_path / "out" / f"dim_error_{env}.png") in written
+        for horizon in (10, 50):  # every model at the same step: one figure per horizon
+            mine = dims[(dims["panel"] == env) & (dims["model"] == "mlp-ensemble") & (dims["horizon"] == horizon)]
+            assert list(mine["dim"]) == list(observation_names(env))  # in observation order, named
+            expected = [np.mean([known_dim_error("mlp-ensemble", s, k, horizon) for s in SEEDS])
+                        for k in range(len(mine))]
+            assert mine["mean"].to_numpy() == pytest.approx(expected)
+            assert (tmp_path / "out" / f"dim_error_{env}_h{horizon}.png") in written
     readme = (tmp_path / "out" / "README.md").read_text()
-    assert "(dim_error_hopper.png)" in readme
+    assert "(dim_error_hopper_h50.png)" in readme
     assert "(videos/hopper-polygrad-h10-s0.gif)" in readme and "mlp-ensemble-h10-s0.gif" not in readme
     assert "videos/halfcheetah" not in readme
 
@@ -122,15 +124,42 @@ def test_tables_have_only_columns_with_numbers(tmp_path):
         assert "walker2d h=50" not in header, f"{stem}: a column with no walker2d h = 50 cell"
 
 
-def test_bootstrap_interval_contains_the_mean_and_shrinks_with_more_seeds():
-    widths = []
-    for n in (3, 10, 100):
-        values = 1.0 + np.linspace(-0.8, 0.8, n) ** 3  # the same spread at every n, skewed
-        mean, low, high = bootstrap_ci(values)
-        assert mean == pytest.approx(values.mean()) and low <= mean <= high
-        widths.append(high - low)
-    assert widths[0] > widths[1] > widths[2] > 0
-    assert bootstrap_ci([2.5]) == (2.5, 2.5, 2.5)
+@pytest.mark.parametrize("n", [3, 5])
+def test_the_per_cell_interval_covers_the_true_mean_95_percent_of_the_time(n):
+    """On normal data the interval must hold its level at few seeds: 2,000 draws, 95% +- 2%. A
+    percentile bootstrap of the seeds fails this (about 75% at n = 3, 86% at n = 5)."""
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        values = rng.normal(3.0, 0.5, size=n)
+        _, low, high = mean_interval(values)
+        hits += low <= 3.0 <= high
+    assert abs(hits / 2000 - 0.95) <= 0.02, hits / 2000
+
+
+def test_one_seed_has_no_interval():
+    mean, low, high = mean_interval([2.5])
+    assert mean == 2.5 and np.isnan(low) and np.isnan(high)
+
+
+def test_paired_comparison_against_a_hand_computed_example():
+    # per-seed ratios 2, 2, 4: logs ln2 * (1, 1, 2), mean (4/3) ln2, standard error ln2 / 3, t(0.975, 2) = 4.3027
+    result = compare([2.0, 4.0, 8.0], [1.0, 2.0, 2.0])
+    half = 4.302653 * np.log(2) / 3
+    assert result.n == 3 and result.ratio == pytest.approx(2 ** (4 / 3))
+    assert result.low == pytest.approx(np.exp(4 / 3 * np.log(2) - half), rel=1e-5)
+    assert result.high == pytest.approx(np.exp(4 / 3 * np.log(2) + half), rel=1e-5)
+    assert result.p_improvement == pytest.approx(1 / 9)  # never lower; two ties at 2 count half each
+    assert result.verdict == "not distinguishable at n=3"  # the interval [0.93, 6.8] holds 1
+
+
+def test_the_verdict_flips_when_the_interval_leaves_1():
+    b = np.array([1.0, 2.0, 4.0, 3.0])
+    assert compare(b * [0.5, 0.55, 0.45, 0.5], b).verdict == "better"
+    assert compare(b * [2.0, 2.2, 1.9, 2.1], b).verdict == "worse"
+    assert compare(b * [0.5, 1.6, 0.7, 1.2], b).verdict == "not distinguishable at n=4"
+    assert np.isnan(compare([1.0], [2.0]).low)  # one seed: a ratio, no interval, no verdict
+    assert compare([1.0], [2.0]).verdict == "not distinguishable at n=1"
 
 
 def test_report_needs_results_and_one_profile(tmp_path):
@@ -176,10 +205,11 @@ def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(
     readme = (out / "README.md").read_text()
     assert readme.index("## Aggregate score") < readme.index("## State error versus step")
     mse = [[cell.strip() for cell in line.strip("|").split("|")] for line in (out / "mse_table.md").read_text().splitlines()]
-    hopper_col = mse[0].index("hopper h=10")
+    column = lambda name: next(i for i, header in enumerate(mse[0]) if header.startswith(name))  # noqa: E731
+    hopper_col = column("hopper h=10 (n=")
     rows = {line[0]: line for line in mse[2:]}
     assert rows["polygrad"][hopper_col].endswith("† (10% alive)")
-    assert "†" not in " ".join(rows["persistence"]) and "†" not in rows["polygrad"][mse[0].index("halfcheetah h=10")]
+    assert "†" not in " ".join(rows["persistence"]) and "†" not in rows["polygrad"][column("halfcheetah h=10 (n=")]
     curves = pd.read_csv(out / "learning_curves.csv")
     point = curves[(curves["model"] == "polygrad") & (curves["panel"] == "hopper") & (curves["train_step"] == 100)]
     assert point["mean"].iloc[0] == pytest.approx(np.mean([3 * 2.0 * (s + 1) * ratios[s] for s in SEEDS]))
@@ -232,7 +262,8 @@ def test_rl_runs_get_their_figure_and_table_beside_the_evaluations_or_alone(tmp_
     tidy = pd.read_csv(tmp_path / "out" / "rl_return.csv")
     last = tidy[tidy["step"] == 2000].set_index("model")
     assert last.loc["polygrad", "mean"] == pytest.approx(600 + 5) and last.loc["ppo", "mean"] == pytest.approx(300 + 5)
-    assert "| hopper | polygrad | 2000 | 605 [600, 610] | 2 |" in readme  # the interval spans the two seeds
+    half = 12.7062 * 5.0  # t(0.975, 1) x the standard error of 600 and 610
+    assert f"| hopper | polygrad | 2000 | 605 [{605 - half:.0f}, {605 + half:.0f}] | 2 |" in readme
     assert "real steps 75%, evaluation 25%" in readme  # 9 s of 3 + 9 s
     assert "rl" not in set(pd.read_csv(tmp_path / "out" / "mse_table.csv")["model"]), "RL runs are not evaluations"
 

@@ -297,7 +297,8 @@ def calibration_rows(z: np.ndarray) -> list[tuple[str, int, float]]:
     """Action calibration (step 0) and the histogram of z (step = bin index of `HIST_EDGES`)."""
     calibration = metrics.action_calibration(z)
     rows = [("action_z_std", 0, calibration["std"]), ("action_z_mean", 0, calibration["mean"]),
-            ("action_ks", 0, calibration["ks"])]
+            ("action_ks", 0, calibration["ks"]), ("action_w1", 0, calibration["w1"]),
+            ("action_clip_fraction", 0, calibration["clip"])]
     return rows + [("action_z_hist", k, float(v)) for k, v in enumerate(metrics.action_histogram(z))]
 
 

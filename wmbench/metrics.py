@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import stats
 
 
 def state_mse(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -80,14 +81,34 @@ def action_calibration(z: np.ndarray) -> dict[str, float]:
     which are N(0, 1) for actions truly drawn from the policy at the generated states.
 
     `std`: mean over action dims of the std over all other axes (PolyGRAD's tuning target, 1);
-    `mean`: mean of all z (target 0); `ks`: Kolmogorov-Smirnov distance of all z to N(0, 1).
+    `mean`: mean of all z (target 0); `ks`: Kolmogorov-Smirnov distance of all z to N(0, 1); `w1`:
+    their Wasserstein-1 distance to N(0, 1) (`w1_to_normal`); `clip`: the fraction at or beyond
+    `CLIP_Z` (N(0, 1): 0.0027), where PolyGRAD clips its actions: spread alone cannot show a shape.
     """
     z = np.asarray(z, np.float64)
     flat = np.sort(z.reshape(-1))
     n = len(flat)
     cdf = 0.5 * (1.0 + torch.special.erf(torch.as_tensor(flat / np.sqrt(2.0))).numpy())
     ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
-    return {"std": float(z.reshape(-1, z.shape[-1]).std(axis=0).mean()), "mean": float(flat.mean()), "ks": float(ks)}
+    return {"std": float(z.reshape(-1, z.shape[-1]).std(axis=0).mean()), "mean": float(flat.mean()), "ks": float(ks),
+            "w1": w1_to_normal(flat), "clip": float(np.mean(np.abs(flat) >= CLIP_Z - 1e-6))}
+
+
+CLIP_Z = 3.0  # PolyGRAD clips generated actions to the policy's mean +- 3 std
+
+
+def w1_to_normal(z: np.ndarray) -> float:
+    """Wasserstein-1 distance between the empirical distribution of `z` and N(0, 1), exactly:
+    `integral over u of |F_n^-1(u) - Phi^-1(u)|`, split where the normal quantile crosses each sample."""
+    x = np.sort(np.asarray(z, np.float64).reshape(-1))
+    u = np.arange(len(x) + 1) / len(x)
+    density = stats.norm.pdf(stats.norm.ppf(u))  # phi(Phi^-1(u)); 0 at u = 0 and 1
+    cross = np.clip(stats.norm.cdf(x), u[:-1], u[1:])  # where Phi^-1 passes x within each sample's slice
+    at_cross = stats.norm.pdf(stats.norm.ppf(cross))
+    # integral of Phi^-1 over [a, b] is phi(Phi^-1(a)) - phi(Phi^-1(b))
+    below = x * (cross - u[:-1]) - (density[:-1] - at_cross)
+    above = (at_cross - density[1:]) - x * (u[1:] - cross)
+    return float(np.sum(below + above))
 
 
 def action_histogram(z: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """`wmbench report`: the paper's comparison figures and tables, drawn from the results store.
 
-Seeds are the unit of replication: every number is a mean over seeds with a 95% percentile
-bootstrap interval that resamples seeds. Each figure draws whatever models the store holds, and a
+Seeds are the unit of replication: every number is a mean over seeds with a 95% Student-t
+interval (`stats`), and says over how many seeds. Each figure draws whatever models the store holds, and a
 model has the same colour in every figure. A panel is one env (with the dataset, policy or precision
 added to its name when the store holds several for that env).
 
@@ -32,13 +32,13 @@ from wmbench.report.figures.errors import (  # noqa: E402
 from wmbench.report.readme import one_video_per_env, provenance_table, readme_text  # noqa: E402
 from wmbench.report.rl import rl_section, write_rl_report  # noqa: E402
 from wmbench.report.select import Selection, model_colours  # noqa: E402
-from wmbench.report.stats import bootstrap_ci  # noqa: E402
 from wmbench.report.tables import (  # noqa: E402
     TABLE_STEPS,
     aggregate_scores,
     aggregate_wide,
     bench_table,
     calibration_table,
+    calibration_wide,
     curve_table,
     dim_error,
     learning_curves,
@@ -50,7 +50,7 @@ from wmbench.report.tables import (  # noqa: E402
 )
 from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table  # noqa: E402
 
-__all__ = ["bootstrap_ci", "write_report"]
+__all__ = ["write_report"]
 
 
 def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
@@ -106,10 +106,7 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
 
     written.append(plot_calibration(sel, colours, out / "calibration.png"))
     calib = calibration_table(sel)
-    z_std = calib[calib["metric"] == "action_z_std"].assign(step=0)
-    calib_wide = wide_table(z_std, sel.models, [(p, 0) for p in sel.panels], fmt=".3f",
-                            distance=lambda mean: (mean - 1).abs())
-    calib_wide.columns = ["model", *(f"{p} std(z)" for p in sel.panels)]
+    calib_wide = calibration_wide(calib, sel.models)
     written += write_table(calib, calib_wide, out / "calibration_table")
 
     delta_path = plot_delta(sel, colours, out / "delta.png")

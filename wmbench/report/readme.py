@@ -9,7 +9,7 @@ import pandas as pd
 
 from wmbench.report.rl import rl_section
 from wmbench.report.select import Selection
-from wmbench.report.stats import FLOOR
+from wmbench.report.stats import FLOOR, INTERVAL
 from wmbench.report.tables import ALIVE_WARNING
 from wmbench.results import markdown_table
 
@@ -50,8 +50,11 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
     parts = [
         "# wmbench report",
         "",
-        f"Profile `{sel.profile}`. Every number is a mean over seeds with a 95% bootstrap interval over seeds "
-        "(`mean [low, high]`; one seed gives a zero-width interval); the best per column is bold. "
+        f"Profile `{sel.profile}`. Every number is a mean over seeds with a {INTERVAL} "
+        "(`mean [low, high]`; a mean over one seed has no interval, and a column's header says over how many "
+        "seeds it is taken, `n=1-3` where that differs, with `(n=1)` beside a cell over fewer). The best per "
+        "column is bold, chosen only among the models with the most seeds there; a bold number is the "
+        "lowest mean, not a verdict: the comparisons below say which differences the seeds support. "
         "Regenerate with `make report`.",
         "",
     ]
@@ -133,8 +136,10 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
         "![action calibration histograms](calibration.png)",
         "",
         "Generated actions standardised by the evaluation policy should be N(0, 1): a narrow histogram "
-        "(std(z) < 1) means the trajectories are less random than the policy, a wide one more; the std "
-        "closest to 1 is bold.",
+        "(std(z) < 1) means the trajectories are less random than the policy, a wide one more. The spread "
+        "alone cannot show a shape: KS (the largest gap between the CDFs) and W1 (the mean distance moved "
+        "to turn one distribution into the other) are 0 for N(0, 1), and the fraction at PolyGRAD's clip "
+        "(|z| >= 3) is 0.0027 for N(0, 1) (W1 and the clip fraction: cells evaluated since they were added).",
         "",
         markdown_table(calib_wide),
         "",

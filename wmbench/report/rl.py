@@ -9,8 +9,8 @@ import pandas as pd
 
 from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.select import Selection, ordered_models
-from wmbench.report.stats import bootstrap_ci, summarise
-from wmbench.report.tables import write_table
+from wmbench.report.stats import INTERVAL, mean_interval, seeds_label, summarise
+from wmbench.report.tables import interval_text, write_table
 from wmbench.results import markdown_table
 
 RL_STAGES = ("real_steps", "world_model", "imagination", "actor_critic", "ppo", "evaluation")
@@ -27,13 +27,13 @@ def rl_table(sel: Selection) -> pd.DataFrame:
     for (panel, model), runs in sel.rows.groupby(["panel", "model"], sort=False):
         last = runs.groupby("seed")["step"].transform("max") == runs["step"]
         final = runs[last]
-        mean, low, high = bootstrap_ci(final.loc[final["metric"] == "return", "value"].to_numpy())
+        mean, low, high = mean_interval(final.loc[final["metric"] == "return", "value"].to_numpy())
         seconds = final[final["metric"].str.startswith("wall_")].groupby("metric")["value"].mean()
         total = seconds.sum()
         split = ", ".join(f"{stage.replace('_', ' ')} {seconds[f'wall_{stage}_s'] / total:.0%}" for stage in RL_STAGES
                           if f"wall_{stage}_s" in seconds and total > 0)
         rows.append({"env": panel, "model": model, "real steps": int(final["step"].max()),
-                     "return": f"{mean:.0f} [{low:.0f}, {high:.0f}]", "seeds": final["seed"].nunique(),
+                     "return": interval_text(mean, low, high, ".0f"), "seeds": final["seed"].nunique(),
                      "wall time (min)": f"{total / 60:.1f}", "where the time went": split})
     order = {m: k for k, m in enumerate(ordered_models(sel.rows["model"].unique()))}
     return pd.DataFrame(rows).sort_values(["env", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
@@ -50,7 +50,8 @@ def plot_rl_returns(returns: pd.DataFrame, colours: dict, path: Path) -> Path:
             ax.fill_between(c["step"], c["ci_low"], c["ci_high"], color=colours[model], alpha=0.15, lw=0)
         ax.set(title=panel, xlabel="real environment steps", ylabel="return (mean action)")
     fig.suptitle("RL in imagination: real return of a policy trained only on a model's imagined trajectories\n"
-                 "(PPO: model-free on the real steps); mean over seeds, 95% interval")
+                 f"(PPO: model-free on the real steps); mean over seeds, {INTERVAL} "
+                 f"({seeds_label(returns['n_seeds'])})")
     legend(fig, axes)
     return save(fig, path)
 
@@ -68,5 +69,5 @@ def rl_section(wide: pd.DataFrame) -> list[str]:
             "The paper's Algorithm 3 as a downstream score: an actor-critic trained only on a world model's imagined "
             "trajectories (the model trained online on the real steps so far), PPO trained on the real steps "
             "themselves. The return of each policy's mean action over real episodes at the last evaluation, "
-            "mean over seeds with a 95% bootstrap interval (`rl_return.csv` has every evaluation):", "",
+            f"mean over seeds with a {INTERVAL} (`rl_return.csv` has every evaluation):", "",
             markdown_table(wide), ""]

@@ -93,6 +93,7 @@ class Selection:
         rows = table[table["profile"] == profile].copy()
         varies = [c for c in ("dataset", "policy", "precision") if rows.groupby("env")[c].nunique().max() > 1]
         rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
+        rows["per_horizon"] = _trained_per_horizon(rows)
         return cls(label_variants(rows), profile)
 
     @property
@@ -109,6 +110,24 @@ class Selection:
     def longest(self, name: str) -> pd.DataFrame:
         """A metric's rows from each (panel, model, seed)'s longest-horizon cell: one curve per seed."""
         return longest_horizon(self.metric(name))
+
+
+def _trained_per_horizon(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row's model was trained for its horizon (its own config has one: PolyGRAD's
+    trajectories), rather than shared across horizons (an autoregressive model)."""
+    if "config" not in rows:
+        return pd.Series(False, index=rows.index)
+    own = {(model, text): isinstance(text, str) and "horizon" in json.loads(text).get(model, {})
+           for model, text in rows[["model", "config"]].drop_duplicates().itertuples(index=False)}
+    return pd.Series([own[key] for key in zip(rows["model"], rows["config"])], index=rows.index)
+
+
+def at_own_horizon(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a per-horizon model only at its horizon's step: it is compared at step h with the
+    other models' step h, never at an earlier step of its longer rollout."""
+    if "per_horizon" not in rows:
+        return rows
+    return rows[~rows["per_horizon"].astype(bool) | (rows["step"] == rows["horizon"])]
 
 
 def longest_horizon(rows: pd.DataFrame) -> pd.DataFrame:

@@ -1,20 +1,30 @@
-"""Every statistic of the report, in one place: the interval of a mean over seeds, and the
-aggregate score over envs.
+"""Every statistic of the report, in one place: the interval of a mean over seeds, the paired
+comparison of two models, and the aggregate score over envs.
 
-Seeds are the unit of replication. A per-cell number is a mean over seeds with a percentile
-bootstrap interval that resamples seeds. The aggregate score of a model is its error relative to
-the `persistence` floor, per run (env, horizon, seed): `error at the last step / persistence's
-error at the last step` of the same env, horizon and seed (the same start states): 1 is no better
-than predicting that nothing moves, 0 is exact. Runs are aggregated as the interquartile mean (the
-mean of the middle half: robust to one diverged run, less noisy than the median) with a
-stratified-bootstrap interval that resamples the seeds within each env, as recommended by Agarwal
-et al. (2021), "Deep RL at the edge of the statistical precipice"; that resampling is
-`scipy.stats.bootstrap`'s.
+Seeds are the unit of replication. A per-cell number is a mean over seeds with a Student-t
+interval (`mean_interval`): for normally distributed seed means it covers the true mean at its
+stated level for any number of seeds from 2 (a percentile bootstrap of 3 seeds cannot be narrower
+than their min-max and covers about 75%); one seed gives no interval.
+
+Two models evaluated with the same seeds share start states and policy, so they are compared as
+paired samples (`compare`): the ratio of their errors is the geometric mean of the per-seed
+ratios with a paired Student-t interval on their logarithms, and the verdict says "better" or
+"worse" only when that interval excludes 1. The probability of improvement (Agarwal et al., 2021)
+is the chance that a seed of A has the lower error than a seed of B (ties count half).
+
+The aggregate score of a model is its error relative to the `persistence` floor, per run (env,
+horizon, seed): `error at the last step / persistence's error at the last step` of the same env,
+horizon and seed (the same start states): 1 is no better than predicting that nothing moves, 0 is
+exact. Runs are aggregated as the interquartile mean (the mean of the middle half: robust to one
+diverged run, less noisy than the median) with a stratified-bootstrap interval that resamples the
+seeds within each env, as recommended by Agarwal et al. (2021), "Deep RL at the edge of the
+statistical precipice"; that resampling is `scipy.stats.bootstrap`'s.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,26 +34,96 @@ FLOOR = "persistence"
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def bootstrap_ci(values, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """`(mean, low, high)`: the percentile bootstrap interval of the mean over `values` (one per seed).
-    One value gives a zero-width interval: with one seed there is nothing to resample."""
+LEVEL = 0.95
+INTERVAL = f"{LEVEL:.0%} Student-t interval over seeds"  # what every per-cell interval is, for captions
+
+
+def mean_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """`(mean, low, high)`: the Student-t interval of the mean of `values` (one per seed). One value
+    gives no interval (`low` and `high` are NaN): one seed says nothing about the spread."""
     values = np.asarray(values, dtype=np.float64)
     mean = float(values.mean())
     if len(values) < 2:
-        return mean, mean, mean
-    resampled = values[np.random.default_rng(seed).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))]
-    low, high = np.quantile(resampled.mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
-    return mean, float(low), float(high)
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
 
 
 def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean and bootstrap interval of `value` over seeds, per group of `by`."""
+    """Mean and Student-t interval of `value` over seeds, per group of `by`."""
     rows = []
     for key, group in frame.groupby(by, sort=False):
-        mean, low, high = bootstrap_ci(group["value"].to_numpy())
+        mean, low, high = mean_interval(group["value"].to_numpy())
         rows.append((*key, mean, low, high, group["seed"].nunique()))
     return pd.DataFrame(rows, columns=[*by, "mean", "ci_low", "ci_high", "n_seeds"])
 
+
+def seeds_label(n_seeds) -> str:
+    """`n=3`, or `n=1-3` where the seed counts differ (empty for no cells)."""
+    if not len(n_seeds):
+        return ""
+    low, high = int(np.min(n_seeds)), int(np.max(n_seeds))
+    return f"n={low}" if low == high else f"n={low}-{high}"
+
+
+# ----------------------------------------------------------------------------- paired comparisons
+
+@dataclass(frozen=True)
+class Comparison:
+    """A's error against B's over the seeds both have: `ratio` < 1 means A is more accurate."""
+
+    n: int  # paired seeds
+    ratio: float  # geometric mean of A / B over the seeds
+    low: float  # paired Student-t interval of the ratio (NaN with one seed)
+    high: float
+    p_improvement: float  # P(a seed of A has the lower error than a seed of B), ties half
+    p_low: float  # its percentile-bootstrap interval over paired seeds (coarse at few seeds)
+    p_high: float
+
+    @property
+    def verdict(self) -> str:
+        """`better` or `worse` when the interval of the ratio excludes 1, else that it cannot tell."""
+        if self.high < 1:
+            return "better"
+        if self.low > 1:
+            return "worse"
+        return f"not distinguishable at n={self.n}"
+
+
+def probability_of_improvement(a: np.ndarray, b: np.ndarray) -> float:
+    """P(X < Y) for X drawn from `a` and Y from `b` (lower is better; ties count half): the
+    Mann-Whitney statistic over every pair of runs, as in Agarwal et al. (2021)."""
+    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None, :]
+    return float(np.mean((a < b) + 0.5 * (a == b)))
+
+
+def compare(a, b, level: float = LEVEL, seed: int = 0) -> Comparison:
+    """Paired comparison of errors `a` and `b`, one per seed, same seeds in the same order."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError("compare takes two equal-length sequences, one error per shared seed")
+    logs = np.log(a) - np.log(b)
+    centre, low, high = mean_interval(logs, level)
+    p = probability_of_improvement(a, b)
+    if len(a) < 2:
+        return Comparison(1, float(np.exp(centre)), float("nan"), float("nan"), p, float("nan"), float("nan"))
+    picks = np.random.default_rng(seed).integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))
+    resampled = [probability_of_improvement(a[i], b[i]) for i in picks]
+    p_low, p_high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
+    return Comparison(len(a), float(np.exp(centre)), float(np.exp(low)), float(np.exp(high)), p, float(p_low),
+                      float(p_high))
+
+
+def paired(frame: pd.DataFrame, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    """The `value`s of models `a` and `b` over the seeds both have (rows with `model`, `seed`, `value`)."""
+    wide = frame[frame["model"].isin([a, b])].pivot_table(index="seed", columns="model", values="value")
+    if a not in wide or b not in wide:
+        return np.empty(0), np.empty(0)
+    wide = wide[[a, b]].dropna()
+    return wide[a].to_numpy(), wide[b].to_numpy()
+
+
+# ----------------------------------------------------------------------------- the aggregate score
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     """Interquartile mean: the mean of the values between the 25th and 75th percentiles."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from wmbench.envs import observation_names
 from wmbench.metrics import DIM_PREFIX
 from wmbench.paths import atomic_write_bytes
-from wmbench.report.select import Selection, longest_horizon, ordered_models
-from wmbench.report.stats import aggregate, normalised_scores, summarise
+from wmbench.report.select import Selection, at_own_horizon, ordered_models
+from wmbench.report.stats import aggregate, normalised_scores, seeds_label, summarise
 from wmbench.results import markdown_table
 
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
@@ -20,18 +21,19 @@ ALIVE_WARNING = 0.2  # tables mark errors averaged over fewer than this fraction
 
 
 def mse_table(sel: Selection, metric: str = "mse") -> pd.DataFrame:
-    """Tidy error at the paper's horizons: `panel, model, step, mean, ci_low, ci_high, n_seeds`."""
-    rows = sel.longest(metric).dropna(subset=["value"])
+    """Tidy error at the paper's horizons: `panel, model, step, mean, ci_low, ci_high, n_seeds` (a model
+    trained for one horizon only at that horizon: its step 10 of an h = 50 rollout is not an h = 10 number)."""
+    rows = at_own_horizon(sel.longest(metric).dropna(subset=["value"]))
     rows = rows[rows["step"].isin(TABLE_STEPS)]
     return summarise(rows, ["panel", "model", "step"]).sort_values(["panel", "step", "model"]).reset_index(drop=True)
 
 
 def mark_few_alive(wide: pd.DataFrame, sel: Selection, columns: list[tuple[str, int]]) -> pd.DataFrame:
-    """Appends `†` (and the fraction) to cells averaged over fewer than `ALIVE_WARNING` of the trajectories."""
+    """Appends `†` (and the fraction) to cells averaged over fewer than `ALIVE_WARNING` of the trajectories
+    (`columns`: the (panel, step) of each of `wide`'s columns after the first)."""
     alive = summarise(sel.longest("alive_fraction"), ["panel", "model", "step"]).set_index(["panel", "model", "step"])
     wide = wide.copy()
-    for panel, step in columns:
-        column = f"{panel} h={step}"
+    for column, (panel, step) in zip(wide.columns[1:], columns):
         for i, model in enumerate(wide["model"]):
             fraction = alive["mean"].get((panel, model, step))
             if fraction is not None and fraction < ALIVE_WARNING and wide.at[i, column] != "–":
@@ -44,23 +46,37 @@ def present_columns(tidy: pd.DataFrame, panels: list[str], steps) -> list[tuple[
     return [(p, s) for p in panels for s in steps if ((tidy["panel"] == p) & (tidy["step"] == s)).any()]
 
 
+def interval_text(mean: float, low: float, high: float, fmt: str = ".3g") -> str:
+    """`mean [low, high]`, or the mean alone where there is no interval (one seed)."""
+    return f"{mean:{fmt}}" if np.isnan(low) else f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
 def wide_table(tidy: pd.DataFrame, models: list[str], columns: list[tuple[str, int]], fmt: str = ".3g",
-               distance: Callable[[pd.Series], pd.Series] = lambda mean: mean) -> pd.DataFrame:
-    """Rows of models, one column per (panel, step): `mean [low, high]`, the model of the smallest
-    `distance(mean)` per column in bold."""
+               distance: Callable[[pd.Series], pd.Series] = lambda mean: mean,
+               title: Callable[[str, int], str] = lambda panel, step: f"{panel} h={step}",
+               coverage: str = "n_seeds") -> pd.DataFrame:
+    """Rows of models, one column per (panel, step): `mean [low, high]`. The header says over how many
+    seeds (`n_seeds`, a cell with fewer marked `(n=1)`); the model of the smallest `distance(mean)` in a
+    column is bold, chosen only among the models of the largest `coverage` there (seeds, or envs):
+    a number over fewer seeds or envs is not comparable with the others'."""
     out = pd.DataFrame({"model": models})
     for panel, step in columns:
         col = tidy[(tidy["panel"] == panel) & (tidy["step"] == step)].set_index("model")
-        best = distance(col["mean"]).idxmin() if len(col) else None
+        full = col[col[coverage] == col[coverage].max()] if len(col) else col
+        best = distance(full["mean"]).idxmin() if len(full) else None
+        most = int(col["n_seeds"].max()) if "n_seeds" in col and len(col) else 0
         cells = []
         for model in models:
             if model not in col.index:
                 cells.append("–")
                 continue
             r = col.loc[model]
-            text = f"{r['mean']:{fmt}} [{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]"
+            text = interval_text(r["mean"], r["ci_low"], r["ci_high"], fmt)
+            if "n_seeds" in col and int(r["n_seeds"]) < most:
+                text += f" (n={int(r['n_seeds'])})"
             cells.append(f"**{text}**" if model == best and len(col) > 1 else text)
-        out[f"{panel} h={step}"] = cells
+        header = title(panel, step)
+        out[f"{header} ({seeds_label(col['n_seeds'])})" if "n_seeds" in col and len(col) else header] = cells
     return out
 
 
@@ -86,8 +102,8 @@ def aggregate_wide(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     tidy = scores.rename(columns={"iqm": "mean", "horizon": "step", "metric": "panel"})
     columns = [(m, h) for h in sorted(tidy["step"].unique()) for m in AGGREGATE_METRICS
                if ((tidy["panel"] == m) & (tidy["step"] == h)).any()]
-    wide = wide_table(tidy, [m for m in models if m in set(tidy["model"])], columns)
-    wide.columns = ["model", *(f"h={h}, {AGGREGATE_METRICS[m]}" for m, h in columns)]
+    wide = wide_table(tidy, [m for m in models if m in set(tidy["model"])], columns, coverage="n_envs",
+                      title=lambda metric, horizon: f"h={horizon}, {AGGREGATE_METRICS[metric]}")
     # a score over fewer envs than the others' is not comparable with theirs: say over how many
     wide.insert(1, "envs", wide["model"].map(scores.groupby("model")["n_envs"].max()).astype(int))
     return wide
@@ -114,23 +130,42 @@ def curve_table(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def dim_error(sel: Selection) -> pd.DataFrame:
-    """Tidy error per obs dim at the last step of each model's longest trajectories: `panel, model,
-    horizon, dim, dim_index, mean, ci_low, ci_high, n_seeds` (dims in observation order)."""
+    """Tidy error per obs dim at the last step of each cell (its horizon): `panel, model, horizon, dim,
+    dim_index, mean, ci_low, ci_high, n_seeds` (dims in observation order)."""
     rows = sel.rows[sel.rows["metric"].str.startswith(DIM_PREFIX)]
     if rows.empty:  # stores older than the per-dim rows
         return pd.DataFrame()
-    rows = longest_horizon(rows)
     rows = rows.assign(dim=rows["metric"].str[len(DIM_PREFIX):-1])
     order = {(env, name): k for env in rows["env"].unique() for k, name in enumerate(observation_names(env))}
     tidy = summarise(rows.assign(dim_index=[order.get(key, -1) for key in zip(rows["env"], rows["dim"])]),
                      ["panel", "model", "horizon", "dim", "dim_index"])
-    return tidy.sort_values(["panel", "dim_index", "model"]).reset_index(drop=True)
+    return tidy.sort_values(["panel", "horizon", "dim_index", "model"]).reset_index(drop=True)
+
+
+CALIBRATION_METRICS = {"action_z_std": "std(z)", "action_z_mean": "mean(z)", "action_ks": "KS",
+                       "action_w1": "W1", "action_clip_fraction": "at the clip"}  # the last two: newer stores
 
 
 def calibration_table(sel: Selection) -> pd.DataFrame:
     frames = [summarise(sel.longest(metric), ["panel", "model"]).assign(metric=metric)
-              for metric in ("action_z_std", "action_z_mean", "action_ks")]
-    return pd.concat(frames, ignore_index=True)[["panel", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"]]
+              for metric in CALIBRATION_METRICS if not sel.metric(metric).empty]
+    columns = ["panel", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def calibration_wide(calib: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """One row per panel and model, one column per calibration metric: `mean [low, high]`."""
+    if calib.empty:
+        return pd.DataFrame(columns=["panel", "model", "n"])
+    order = {m: i for i, m in enumerate(models)}
+    rows = []
+    for (panel, model), part in calib.groupby(["panel", "model"], sort=False):
+        values = part.set_index("metric")
+        rows.append({"panel": panel, "model": model, "n": int(part["n_seeds"].max()),
+                     **{name: (interval_text(*values.loc[metric, ["mean", "ci_low", "ci_high"]], ".3f")
+                               if metric in values.index else "–")
+                        for metric, name in CALIBRATION_METRICS.items() if metric in set(calib["metric"])}})
+    return pd.DataFrame(rows).sort_values(["panel", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
 
 
 def bench_table(rows: pd.DataFrame) -> pd.DataFrame:

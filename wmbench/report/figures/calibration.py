@@ -12,9 +12,13 @@ from wmbench.report.select import Selection
 from wmbench.report.stats import summarise
 
 
+SHOWN = {"action_z_std": "std(z)", "action_ks": "KS", "action_w1": "W1", "action_clip_fraction": "|z|>=3"}
+
+
 def plot_calibration(sel: Selection, colours: dict, path: Path) -> Path:
     hist = summarise(sel.longest("action_z_hist"), ["panel", "model", "step"])
-    std = summarise(sel.longest("action_z_std"), ["panel", "model"]).set_index(["panel", "model"])
+    shape = {metric: summarise(sel.longest(metric), ["panel", "model"]).set_index(["panel", "model"])["mean"]
+             for metric in SHOWN if not sel.metric(metric).empty}
     centres, width = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2, np.diff(HIST_EDGES)
     grid = np.linspace(HIST_EDGES[0], HIST_EDGES[-1], 200)
     fig, axes = panel_axes(len(sel.models), rows=len(sel.panels), height=2.6, width=3.2, sharex=True)
@@ -25,8 +29,9 @@ def plot_calibration(sel: Selection, colours: dict, path: Path) -> Path:
             if not h.empty:
                 bins = h["step"].to_numpy()
                 ax.bar(centres[bins], h["mean"], width=width[bins], color=colours[model], alpha=0.7)
-                ax.text(0.03, 0.95, f"std(z) = {std.loc[(panel, model), 'mean']:.3f}", transform=ax.transAxes,
-                        va="top", fontsize=8)
+                text = "\n".join(f"{name} = {shape[metric][(panel, model)]:.3f}" for metric, name in SHOWN.items()
+                                 if metric in shape and (panel, model) in shape[metric].index)
+                ax.text(0.03, 0.95, text, transform=ax.transAxes, va="top", fontsize=7)
             else:
                 ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", color="grey")
             ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), color="black", lw=1, label="N(0, 1)")

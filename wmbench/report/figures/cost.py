@@ -10,7 +10,7 @@ from matplotlib.ticker import NullFormatter
 
 from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.select import Selection
-from wmbench.report.stats import summarise
+from wmbench.report.stats import INTERVAL, seeds_label, summarise
 
 
 def plot_generation_time(sel: Selection, colours: dict, path: Path) -> tuple[Path, pd.DataFrame]:
@@ -34,7 +34,8 @@ def plot_generation_time(sel: Selection, colours: dict, path: Path) -> tuple[Pat
             ax.set_xticks(horizons, [str(h) for h in horizons])
             ax.xaxis.set_minor_formatter(NullFormatter())
     n = int(rows["n_trajectories"].max()) if not rows.empty else 0
-    fig.suptitle(f"Generation cost of {n} trajectories (wall clock, mean over seeds, 95% bootstrap CI)")
+    fig.suptitle(f"Generation cost of {n} trajectories (wall clock, mean over seeds, {INTERVAL}; "
+                 f"{seeds_label(seconds['n_seeds'])})")
     legend(fig, axes)
     return save(fig, path), seconds
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from wmbench.report.figures.common import legend, panel_axes, save, slug
 from wmbench.report.select import Selection, ordered_models
-from wmbench.report.stats import summarise
+from wmbench.report.stats import INTERVAL, seeds_label, summarise
 from wmbench.report.tables import AGGREGATE_METRICS, ALIVE_WARNING
 
 
@@ -39,7 +39,8 @@ def plot_mse_vs_step(sel: Selection, colours: dict, path: Path) -> Path:
                 ax.set_ylim(0, 1.05)
     for ax in axes[-1]:
         ax.set_xlabel("step (transitions after the start state)")
-    fig.suptitle("Open-loop state error of on-policy trajectories (mean over seeds, 95% bootstrap CI)")
+    fig.suptitle(f"Open-loop state error of on-policy trajectories (mean over seeds, {INTERVAL}; "
+                 f"{seeds_label(sel.longest('mse').groupby(['panel', 'model'])['seed'].nunique())})")
     legend(fig, axes)
     return save(fig, path)
 
@@ -73,9 +74,9 @@ def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
 
 
 def plot_dim_error(dims: pd.DataFrame, colours: dict, out: Path) -> list[Path]:
-    """One figure per panel: every model's error per obs dim at its last step, on a log axis."""
+    """One figure per panel and horizon: every model's error per obs dim at that step, on a log axis."""
     paths = []
-    for panel, rows in dims.groupby("panel", sort=True):
+    for (panel, horizon), rows in dims.groupby(["panel", "horizon"], sort=True):
         names = list(dict.fromkeys(rows.sort_values("dim_index")["dim"]))
         models = ordered_models(rows["model"].unique())
         fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(names) * max(len(models), 2) / 2 + 1.5))
@@ -83,13 +84,13 @@ def plot_dim_error(dims: pd.DataFrame, colours: dict, out: Path) -> list[Path]:
         for k, model in enumerate(models):
             mine = rows[rows["model"] == model].set_index("dim").reindex(names)
             ax.barh(np.arange(len(names)) + (k - (len(models) - 1) / 2) * height, mine["mean"], height=height,
-                    color=colours[model], label=f"{model} (h = {int(mine['horizon'].max())})")
+                    color=colours[model], label=f"{model} (n={int(mine['n_seeds'].max())})")
         ax.set_yticks(np.arange(len(names)), names)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        ax.set_xlabel("squared error at the last step (raw units)")
-        ax.set_title(f"{panel}: error per observation dimension")
+        ax.set_xlabel(f"squared error at step {horizon} (raw units; mean over seeds)")
+        ax.set_title(f"{panel}: error per observation dimension at step {horizon}")
         ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12 * 12 / (len(names) + 4)),
                   ncol=min(len(models), 3), frameon=False)
-        paths.append(save(fig, out / f"dim_error_{slug(panel)}.png"))
+        paths.append(save(fig, out / f"dim_error_{slug(panel)}_h{horizon}.png"))
     return paths
