@@ -40,7 +40,6 @@ class DataConfig:
     steps: int = param(100_000, "environment steps of a dataset made on first use")
 
 
-
 def default_dataset_id(env: str, policy: str = "random") -> str:
     return f"wmbench/{env}/{policy}-v0"
 
