@@ -8,7 +8,6 @@ transition `t = 0 .. H-1` (rewards, terminals).
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import stats
 
 
@@ -88,7 +87,7 @@ def action_calibration(z: np.ndarray) -> dict[str, float]:
     z = np.asarray(z, np.float64)
     flat = np.sort(z.reshape(-1))
     n = len(flat)
-    cdf = 0.5 * (1.0 + torch.special.erf(torch.as_tensor(flat / np.sqrt(2.0))).numpy())
+    cdf = stats.norm.cdf(flat)
     ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
     return {"std": float(z.reshape(-1, z.shape[-1]).std(axis=0).mean()), "mean": float(flat.mean()), "ks": float(ks),
             "w1": w1_to_normal(flat), "clip": float(np.mean(np.abs(flat) >= CLIP_Z - 1e-6))}

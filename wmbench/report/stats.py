@@ -114,15 +114,6 @@ def compare(a, b, level: float = LEVEL, seed: int = 0) -> Comparison:
                       float(p_high))
 
 
-def paired(frame: pd.DataFrame, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
-    """The `value`s of models `a` and `b` over the seeds both have (rows with `model`, `seed`, `value`)."""
-    wide = frame[frame["model"].isin([a, b])].pivot_table(index="seed", columns="model", values="value")
-    if a not in wide or b not in wide:
-        return np.empty(0), np.empty(0)
-    wide = wide[[a, b]].dropna()
-    return wide[a].to_numpy(), wide[b].to_numpy()
-
-
 # ----------------------------------------------------------------------------- the aggregate score
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:

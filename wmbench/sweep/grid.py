@@ -24,7 +24,7 @@ from wmbench.paths import atomic_write_bytes
 from wmbench.results import Cell, ResultsStore
 
 Evaluator = Callable[..., object]  # `wmbench.evaluate.evaluate`'s signature; tests pass their own
-Outcome = tuple[Cell, "str | None", float]  # a cell, its traceback (None: done), its seconds
+Outcome = tuple[Cell, str | None, float]  # a cell, its traceback (None: done), its seconds
 
 
 def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], seeds: Iterable[int],
