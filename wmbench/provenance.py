@@ -7,7 +7,9 @@ import platform
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
+from wmbench.errors import UsageError
 from wmbench.paths import PACKAGE_ROOT
 
 
@@ -30,6 +32,32 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+def in_checkout(path: Path) -> bool:
+    """Whether `path` lies inside wmbench's source checkout where git does not ignore it: a store
+    that will be committed (`reports/reference/`), not a workspace's `results/`."""
+    checkout = PACKAGE_ROOT.parent.resolve()
+    try:
+        inside = Path(path).resolve().relative_to(checkout)
+    except ValueError:
+        return False
+    if not (checkout / ".git").exists():
+        return False
+    # a file inside: `/results/` matches only a directory, which need not exist yet
+    ignored = subprocess.run(["git", "check-ignore", "--quiet", str(inside / "cell.csv")], cwd=checkout,
+                             capture_output=True, timeout=10)
+    return ignored.returncode != 0
+
+
+def check_clean_tree(store: Path, allow_dirty: bool = False) -> None:
+    """A committed store is written only by committed code, so that every cell names the code that
+    made it; `allow_dirty` writes anyway (the cells' `git_commit` then ends in `+dirty`)."""
+    if allow_dirty or not git_commit().endswith("+dirty") or not in_checkout(store):
+        return
+    raise UsageError(f"{store} is a store inside wmbench's checkout (it will be committed) and the tree has "
+                     "uncommitted changes: commit them first, so that every cell names the code that made it, "
+                     "or pass --allow-dirty (the cells are then marked +dirty)")
 
 
 def package_version(package: str) -> str:

@@ -26,6 +26,8 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=False)
 SET_HELP = ("Override one config field: SECTION.KEY=VALUE, repeatable (e.g. --set polygrad.train_steps=20000 "
             "--set data.steps=50000); the value is a TOML literal. `wmbench models --config` lists the fields.")
+ALLOW_DIRTY_HELP = ("Write into a store inside wmbench's checkout (a committed one, e.g. reports/reference/) although "
+                    "the tree has uncommitted changes; the cells are marked +dirty.")
 EVAL_EVERY_HELP = ("Learning curve: also evaluate the model every N training updates (same starts and policy as the "
                    "final evaluation; stored as curve_* rows with the update and training FLOPs). Models trained by "
                    "the shared loop only; others get the final point. Default: the profile's (0, off).")

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from wmbench.cli.app import EVAL_EVERY_HELP, SET_HELP, app, console, print_steps, split
+from wmbench.cli.app import ALLOW_DIRTY_HELP, EVAL_EVERY_HELP, SET_HELP, app, console, print_steps, split
 from wmbench.errors import UsageError
 
 
@@ -35,6 +35,7 @@ def evaluate(
     precision: str = typer.Option("fp32", help="Generation precision: fp32, or bf16 (autocast; its own cell)."),
     no_make: bool = typer.Option(False, "--no-make", help="Fail instead of making a missing default dataset."),
     force: bool = typer.Option(False, "--force", help="Recompute a cell that is already in the results store."),
+    allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
     """Train (or load) a world model, generate on-policy trajectories, replay them in the simulator
     and store the errors. The dataset, policy and model are made on first use and cached."""
@@ -42,10 +43,13 @@ def evaluate(
     from wmbench.cells import EvalRequest
     from wmbench.evaluate import evaluate as run
     from wmbench.evaluate import summary
+    from wmbench.paths import results_root
+    from wmbench.provenance import check_clean_tree
 
     request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, overrides=tuple(set_),
                           dataset=dataset, n_trajectories=n_trajectories, eval_every=eval_every, device=device, policy=policy,
                           precision=precision, **({} if policy_std is None else {"policy_std": policy_std}))
+    check_clean_tree(results_root(), allow_dirty)
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]
     title = (f"{first['model']} on {first['dataset']} | policy {first['policy']} | h = {first['horizon']} | seed {first['seed']} | "
@@ -70,6 +74,7 @@ def rl(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Sections: rl, imagination, ppo and the model's."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Run again a run that is already in the results store."),
+    allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
     """RL in imagination, the paper's Algorithm 3: collect real steps with the current policy, train the
     world model on them, and train an actor-critic only on trajectories the model imagines; PPO is
@@ -77,11 +82,14 @@ def rl(
     every evaluation (`wmbench report` draws it against real steps); an interrupted run resumes
     from its last evaluation."""
     import wmbench.sections  # noqa: F401 - every config section a profile or --set may name
+    from wmbench.paths import results_root
+    from wmbench.provenance import check_clean_tree
     from wmbench.rl import RLRequest, summary
     from wmbench.rl import run as run_rl
 
     request = RLRequest(model=model, env=env, seed=seed, profile=profile, overrides=tuple(set_), env_steps=env_steps,
                         device=device)
+    check_clean_tree(results_root(), allow_dirty)
     table = run_rl(request, force=force)
     first = table.iloc[0]
     console.print(f"{first['model']} on {first['env']} | seed {first['seed']} | {first['profile']}", highlight=False)
@@ -151,6 +159,7 @@ def sweep(
                                                      "start a local Ray instance)."),
     cpus_per_task: float = typer.Option(1, help="Ray: CPUs per task (also its torch threads)."),
     gpus_per_task: float = typer.Option(0, help="Ray: GPUs per task (with --device cuda)."),
+    allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
     """Evaluate every (model, env, horizon, seed) cell that is not in the results store yet.
 
@@ -159,6 +168,8 @@ def sweep(
     With --backend ray the cells run as Ray tasks that need no shared filesystem: results and
     trained checkpoints come back to this machine's workspace."""
     import wmbench.sections  # noqa: F401 - every config section a profile or --set may name
+    from wmbench.paths import results_root
+    from wmbench.provenance import check_clean_tree
     from wmbench.sweep import RayOptions, grid, run_sweep
 
     if workers < 1:
@@ -172,6 +183,7 @@ def sweep(
                     split(horizons, int, "--horizons"), split(seeds, int, "--seeds"),
                     profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories,
                     eval_every=eval_every, policy=policy, **({} if policy_std is None else {"policy_std": policy_std}))
+    check_clean_tree(results_root(), allow_dirty)
     outcome = run_sweep(requests, workers=workers, ray=ray)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
                   f"{len(outcome.failed)} failed", highlight=False)
@@ -217,3 +229,34 @@ def bench(
         match = "matched" if matched(profile) else "NOT matched"
         console.print(f"ar-diffusion / polygrad generation time ({match} width, blocks and diffusion steps): "
                       + ", ".join(f"h={h}: {r:.1f}x" for h, r in ratios.items()), highlight=False)
+
+
+@app.command()
+def reproduce(
+    cell: Path = typer.Argument(..., help="A stored cell's results file (RESULTS/ENV/MODEL/....csv)."),
+    device: str = typer.Option("cpu", help="cpu or cuda (a CPU cell reruns with its recorded thread count)."),
+    profile: Optional[str] = typer.Option(None, help="The profile file, where the cell's was a TOML file not on "
+                                                     "WMBENCH_PROFILES (every config field is pinned anyway)."),
+    show: int = typer.Option(10, help="Differing numbers to print (the largest differences)."),
+) -> None:
+    """Rerun a stored cell from what its file records (every config field, dataset, seed, policy, thread
+    count) in a scratch workspace, and print how every number differs (times excepted). Exit 0 when all
+    are identical, 1 when any differs. The dataset must be in this workspace (`wmbench data make`)."""
+    import wmbench.sections  # noqa: F401 - every config section a profile or --set may name
+    from wmbench.reproduce import commit_note
+    from wmbench.reproduce import reproduce as run
+
+    start = time.perf_counter()
+    result = run(cell, device=device, profile=profile)
+    differing = result.differing
+    console.print(f"{cell.name}: {len(result.diff) - len(differing)} of {len(result.diff)} numbers identical "
+                  f"({commit_note(result.stored)}; {time.perf_counter() - start:.0f} s)", highlight=False,
+                  soft_wrap=True)
+    for problem in result.problems:
+        console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
+    if not differing.empty:
+        console.print(f"  max |difference| {differing['abs_diff'].max():.3g}; the largest:", highlight=False)
+        console.print(differing.sort_values("abs_diff", ascending=False).head(show).to_string(index=False),
+                      highlight=False, soft_wrap=True)
+    if not result.identical:
+        raise typer.Exit(1)

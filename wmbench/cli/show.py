@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 from rich.markup import escape
 
@@ -22,8 +23,9 @@ def report(
                                                   "workspace's report/)."),
     profile: Optional[str] = typer.Option(None, help="Profile to report (default: the only one in the store)."),
 ) -> None:
-    """Draw the paper's comparison figures and tables (mean and 95% bootstrap CI over seeds) from the
-    results store, with a README.md that shows them and their provenance."""
+    """Draw the paper's comparison figures and tables (means with 95% Student-t intervals over seeds, paired
+    comparisons and the findings they back) from the results store, with a README.md that shows them and
+    their provenance."""
     from wmbench.paths import workspace
     from wmbench.report import write_report
     from wmbench.results import ResultsStore
@@ -33,6 +35,49 @@ def report(
     out = out or workspace() / "report"
     written = write_report(ResultsStore(results), out, profile)
     console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="Model A (a model's name stands for each of its variants)."),
+    b: str = typer.Argument(..., help="Model B."),
+    env: Optional[str] = typer.Option(None, help="Only this env (default: every env, and all of them pooled)."),
+    horizon: Optional[int] = typer.Option(None, help="Only cells of this horizon (default: each horizon)."),
+    step: Optional[int] = typer.Option(None, help="The step compared (default: each horizon's last)."),
+    metric: str = typer.Option("mse", help="mse (the paper's), mse_alive, mse_norm, reward_mse, ..."),
+    results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/)."),
+    profile: Optional[str] = typer.Option(None, help="Profile to compare (default: the only one in the store)."),
+    format: Format = typer.Option(Format.markdown, help="Output format."),
+) -> None:
+    """Paired comparison of two models' errors over the seeds both have (same start states and policy): the
+    ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with a bootstrap
+    interval, and a verdict (better, worse, or not distinguishable at this number of seeds)."""
+    from wmbench.report.comparisons import comparison_rows, comparison_wide, named
+    from wmbench.report.select import Selection
+    from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
+
+    if results is not None and not results.is_dir():
+        raise UsageError(f"results folder {results} does not exist")
+    table = ResultsStore(results).read(env=env, horizon=horizon)
+    table = table[~table["dataset"].isin([BENCH_DATASET, RL_DATASET])]
+    if table.empty:
+        raise UsageError("no evaluation results in the store" + (f" for env {env}" if env else "")
+                         + (f" at horizon {horizon}" if horizon else ""))
+    sel = Selection.from_store(table, profile)
+    if sel.metric(metric).empty:
+        raise UsageError(f"no {metric!r} rows in the store; metrics: mse, mse_alive, mse_norm, reward_mse, ...")
+    at = f"step {step}" if step else "each horizon's last step"
+    frames = [comparison_rows(sel, x, y, metric, step) for x in named(sel, a) for y in named(sel, b) if x != y]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
+                         "with the same seeds")
+    rows = pd.concat(frames, ignore_index=True)
+    if format is Format.csv:
+        rows.to_csv(sys.stdout, index=False)
+        return
+    console.print(f"{metric} at {at}, profile {sel.profile}", highlight=False)
+    console.print(markdown_table(comparison_wide(rows)), highlight=False, soft_wrap=True)
 
 
 @app.command()

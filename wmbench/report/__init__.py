@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from wmbench.paths import atomic_write_bytes  # noqa: E402
+from wmbench.report.comparisons import comparison_wide, report_comparisons  # noqa: E402
 from wmbench.report.figures.calibration import plot_calibration, plot_delta  # noqa: E402
 from wmbench.report.figures.cost import plot_accuracy_vs_compute, plot_generation_time  # noqa: E402
 from wmbench.report.figures.curves import plot_learning_curves  # noqa: E402
@@ -77,6 +78,10 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
         sections["aggregate"] = aggregate_wide(scores, sel.models)
         written += write_table(scores, sections["aggregate"], out / "aggregate_table")
     written.append(plot_mse_vs_step(sel, colours, out / "mse_vs_step.png"))
+    comparisons = report_comparisons(sel)
+    if not comparisons.empty:
+        sections["comparisons"] = comparisons
+        written += write_table(comparisons, comparison_wide(comparisons), out / "comparisons")
 
     for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
         tidy = mse_table(sel, metric)

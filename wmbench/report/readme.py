@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wmbench.report.comparisons import comparison_wide, findings
 from wmbench.report.rl import rl_section
 from wmbench.report.select import Selection
 from wmbench.report.stats import FLOOR, INTERVAL
@@ -66,12 +67,35 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             f"Each run's state error at its last step divided by that of the `{FLOOR}` floor (every future state "
             "is the start state) on the same env, horizon and seed: 1 is no better than predicting that nothing "
             "moves, 0 is exact. Runs are aggregated over envs and seeds as the interquartile mean with a 95% "
-            "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021). *All "
-            "trajectories* is the paper's error; *alive* counts only trajectories that have not terminated in "
-            "the simulator; `envs` says over how many envs a score is taken (compare rows with the same count; "
-            "tidy numbers: `aggregate_table.csv`).",
+            "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021), over all "
+            "trajectories (the paper's error); `envs` says over how many envs a score is taken (compare rows with "
+            "the same count; tidy numbers: `aggregate_table.csv`). The alive error is not aggregated: each model's "
+            "is taken over the trajectories its own actions keep alive, a different set per model (the floor's "
+            "included), so its ratio to the floor's would not compare like with like.",
             "",
             markdown_table(sections["aggregate"]),
+            "",
+        ]
+    if "comparisons" in sections:
+        parts += [
+            "## Paired comparisons",
+            "",
+            "Two models evaluated with the same seed share its start states and policy, so their errors are "
+            "paired: the error ratio A/B is the geometric mean of the per-seed ratios with a paired "
+            f"{INTERVAL.replace('over seeds', 'on the log ratios')}, and P(A < B) is the probability of "
+            "improvement (a seed of A has the lower error than a seed of B; Agarwal et al. 2021) with a "
+            "percentile-bootstrap interval over the paired seeds (coarse at three seeds). Both at each horizon's "
+            "last step, over all trajectories; *all envs* pools every env's seeds (the probability averaged over "
+            "envs). The verdict says *better* or *worse* only where the ratio's interval excludes 1. "
+            "`wmbench compare A B` gives the same for any pair, step or metric (`comparisons.csv`).",
+            "",
+            "### Findings",
+            "",
+            "Written from the comparisons below, and nothing else:",
+            "",
+            *findings(sections["comparisons"]),
+            "",
+            markdown_table(comparison_wide(sections["comparisons"])),
             "",
         ]
     parts += [
@@ -139,7 +163,9 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
         "(std(z) < 1) means the trajectories are less random than the policy, a wide one more. The spread "
         "alone cannot show a shape: KS (the largest gap between the CDFs) and W1 (the mean distance moved "
         "to turn one distribution into the other) are 0 for N(0, 1), and the fraction at PolyGRAD's clip "
-        "(|z| >= 3) is 0.0027 for N(0, 1) (W1 and the clip fraction: cells evaluated since they were added).",
+        "(|z| >= 3) is 0.0027 for N(0, 1) (W1 and the clip fraction: cells evaluated since they were added). "
+        "PolyGRAD clips its actions at 3 policy stds (`action_clip_std`): every action it would draw beyond "
+        "lands at +-3, which the clip fraction counts and std(z) does not show.",
         "",
         markdown_table(calib_wide),
         "",

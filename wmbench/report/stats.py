@@ -97,18 +97,23 @@ def probability_of_improvement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a < b) + 0.5 * (a == b)))
 
 
-def compare(a, b, level: float = LEVEL, seed: int = 0) -> Comparison:
-    """Paired comparison of errors `a` and `b`, one per seed, same seeds in the same order."""
+def compare(a, b, level: float = LEVEL, seed: int = 0, strata=None) -> Comparison:
+    """Paired comparison of errors `a` and `b`, one per run, the same runs in the same order. With
+    `strata` (one label per run: its env), the probability of improvement is the mean of each stratum's
+    and its bootstrap resamples runs within each stratum (Agarwal et al., 2021); the ratio is the
+    geometric mean over every run, its interval a paired t over the runs."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError("compare takes two equal-length sequences, one error per shared seed")
-    logs = np.log(a) - np.log(b)
-    centre, low, high = mean_interval(logs, level)
-    p = probability_of_improvement(a, b)
+    groups = [np.flatnonzero(np.asarray(strata) == s) for s in dict.fromkeys(strata)] if strata is not None \
+        else [np.arange(len(a))]
+    improvement = lambda picks: float(np.mean([probability_of_improvement(a[i], b[i]) for i in picks]))  # noqa: E731
+    centre, low, high = mean_interval(np.log(a) - np.log(b), level)
+    p = improvement(groups)
     if len(a) < 2:
         return Comparison(1, float(np.exp(centre)), float("nan"), float("nan"), p, float("nan"), float("nan"))
-    picks = np.random.default_rng(seed).integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))
-    resampled = [probability_of_improvement(a[i], b[i]) for i in picks]
+    rng = np.random.default_rng(seed)
+    resampled = [improvement([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(BOOTSTRAP_RESAMPLES)]
     p_low, p_high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
     return Comparison(len(a), float(np.exp(centre)), float(np.exp(low)), float(np.exp(high)), p, float(p_low),
                       float(p_high))

@@ -11,7 +11,7 @@ import pandas as pd
 from wmbench.report.figures.common import legend, panel_axes, save, slug
 from wmbench.report.select import Selection, ordered_models
 from wmbench.report.stats import INTERVAL, seeds_label, summarise
-from wmbench.report.tables import AGGREGATE_METRICS, ALIVE_WARNING
+from wmbench.report.tables import ALIVE_WARNING
 
 
 def plot_mse_vs_step(sel: Selection, colours: dict, path: Path) -> Path:
@@ -50,25 +50,20 @@ def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
     models = [m for m in ordered_models(scores["model"]) if m in set(scores["model"])]
     label_room = 0.08 * max(map(len, models)) / len(horizons)  # inches for the model names on the y axis
     fig, axes = panel_axes(len(horizons), height=0.45 * len(models) + 1.6, width=3.6 + label_room, sharey=True)
-    markers = {"mse": ("o", "full"), "mse_alive": ("D", "none")}
     for ax, horizon in zip(axes[0], horizons):
-        for offset, metric in zip((-0.15, 0.15), AGGREGATE_METRICS):
-            part = scores[(scores["horizon"] == horizon) & (scores["metric"] == metric)].set_index("model")
-            for y, model in enumerate(models):
-                if model not in part.index:
-                    continue
-                r = part.loc[model]
-                marker, fill = markers[metric]
-                ax.errorbar(r["iqm"], y + offset, xerr=[[r["iqm"] - r["ci_low"]], [r["ci_high"] - r["iqm"]]],
-                            color=colours[model], marker=marker, fillstyle=fill, ms=7, capsize=3, ls="none")
-        ax.axvline(1.0, color="grey", lw=1, ls="--")
+        part = scores[(scores["horizon"] == horizon) & (scores["metric"] == "mse")].set_index("model")
+        for y, model in enumerate(models):
+            if model not in part.index:
+                continue
+            r = part.loc[model]
+            ax.errorbar(r["iqm"], y, xerr=[[r["iqm"] - r["ci_low"]], [r["ci_high"] - r["iqm"]]],
+                        color=colours[model], marker="o", ms=7, capsize=3, ls="none")
+        ax.axvline(1.0, color="grey", lw=1, ls="--", label="persistence floor")
         ax.set(xscale="log", title=f"h = {horizon}", xlabel="error at the last step /\npersistence's (IQM)")
         ax.set_yticks(range(len(models)), models)
         ax.invert_yaxis()
-    handles = [plt.Line2D([], [], color="black", marker=m, fillstyle=f, ls="none", label=AGGREGATE_METRICS[k])
-               for k, (m, f) in markers.items() if k in set(scores["metric"])]
-    handles.append(plt.Line2D([], [], color="grey", ls="--", label="persistence floor"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.legend(handles=[plt.Line2D([], [], color="grey", ls="--", label="persistence floor")],
+               loc="outside lower center", frameon=False)
     fig.suptitle("Aggregate score over envs and seeds: IQM, 95% stratified-bootstrap interval (lower is better)")
     return save(fig, path)
 

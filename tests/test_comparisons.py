@@ -1,0 +1,87 @@
+"""Paired comparisons (`wmbench compare`, the report's table and findings) on stores whose numbers are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_cli import run_main
+
+from wmbench.report import write_report
+from wmbench.report.comparisons import comparison_rows, findings, report_comparisons
+from wmbench.report.select import Selection
+from wmbench.report.stats import compare
+from wmbench.results import Cell, ResultsStore
+
+SEEDS = (0, 1, 2, 3)
+# A's error over B's per seed: polygrad clearly better than ar-diffusion on hopper, noisy on halfcheetah
+RATIOS = {"hopper": [0.5, 0.52, 0.48, 0.5], "halfcheetah": [0.6, 1.5, 0.9, 1.3]}
+
+
+def write_store(root) -> ResultsStore:
+    store = ResultsStore(root)
+    for env, ratios in RATIOS.items():
+        for seed, ratio in zip(SEEDS, ratios):
+            base = 1.0 + seed  # the seed's start states: the same for every model
+            for model, last in (("ar-diffusion", base), ("polygrad", base * ratio), ("linear", base * 3)):
+                rows = pd.DataFrame([("mse", k, last * k / 10) for k in range(1, 11)], columns=["metric", "step", "value"])
+                store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", "quick", 10, seed),
+                            rows.assign(n_trajectories=16))
+    return store
+
+
+def test_comparison_rows_are_the_paired_statistics_of_the_stored_numbers(tmp_path):
+    sel = Selection.from_store(write_store(tmp_path).read())
+    rows = comparison_rows(sel, "polygrad", "ar-diffusion").set_index("panel")
+    hopper = rows.loc["hopper"]
+    assert hopper["n"] == 4 and hopper["step"] == 10
+    assert hopper["ratio"] == pytest.approx(np.exp(np.mean(np.log(RATIOS["hopper"]))))
+    assert hopper["ratio_high"] < 1 and hopper["verdict"] == "better"
+    a = np.array([(1.0 + s) * r for s, r in zip(SEEDS, RATIOS["hopper"])])
+    b = np.array([1.0 + s for s in SEEDS])
+    # every seed of A against every seed of B (Agarwal et al.): not paired, so 25/32 rather than 1
+    expected = np.mean((a[:, None] < b[None, :]) + 0.5 * (a[:, None] == b[None, :]))  # ties (2.0 = 2.0) half
+    assert hopper["p_improvement"] == pytest.approx(expected) == pytest.approx(25 / 32)
+    assert rows.loc["halfcheetah", "verdict"] == "not distinguishable at n=4"
+    pooled = rows.loc["all envs"]
+    assert pooled["n"] == 8
+    assert pooled["ratio"] == pytest.approx(np.exp(np.mean(np.log(RATIOS["hopper"] + RATIOS["halfcheetah"]))))
+    # at step 1 the ratios are the same (every error scales with the step)
+    early = comparison_rows(sel, "polygrad", "ar-diffusion", step=1).set_index("panel")
+    assert early.loc["hopper", "ratio"] == pytest.approx(hopper["ratio"]) and (early["step"] == 1).all()
+
+
+def test_the_stratified_probability_of_improvement_is_the_mean_over_strata():
+    a, b = np.array([1.0, 1.0, 20.0, 20.0]), np.array([2.0, 2.0, 30.0, 30.0])  # A better in both envs
+    assert compare(a, b).p_improvement == pytest.approx(0.75)  # pooled: 20 > 2 counts against A
+    assert compare(a, b, strata=["x", "x", "y", "y"]).p_improvement == pytest.approx(1.0)
+
+
+def test_findings_say_only_what_the_intervals_support(tmp_path):
+    sel = Selection.from_store(write_store(tmp_path).read())
+    table = report_comparisons(sel)
+    assert {("polygrad", "ar-diffusion"), ("polygrad", "linear"), ("ar-diffusion", "linear")} == \
+        set(zip(table["a"], table["b"]))
+    text = "\n".join(findings(table))
+    line = next(x for x in text.splitlines() if x.startswith("- `polygrad` against `ar-diffusion`"))
+    assert "more accurate on hopper" in line and "not distinguishable on halfcheetah" in line
+    for row in table.itertuples():
+        assert (row.verdict == "better") == (row.ratio_high < 1)
+
+
+def test_the_report_writes_the_comparisons_and_their_findings(tmp_path):
+    write_report(write_store(tmp_path / "results"), tmp_path / "out")
+    stored = pd.read_csv(tmp_path / "out" / "comparisons.csv")
+    assert set(stored["verdict"]) >= {"better", "not distinguishable at n=4"}
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "### Findings" in readme and "`polygrad` against `ar-diffusion` at h = 10: more accurate on hopper" in readme
+
+
+def test_compare_command(tmp_path, monkeypatch, capsys):
+    store = write_store(tmp_path / "results")
+    code, out, _ = run_main(monkeypatch, capsys, "compare", "polygrad", "ar-diffusion", "--results", str(store.root),
+                            "--env", "hopper")
+    assert code in (0, None) and "| polygrad vs ar-diffusion | hopper | 10 | 4 |" in out and "A better" in out
+    code, _, err = run_main(monkeypatch, capsys, "compare", "polygrad", "nope", "--results", str(store.root))
+    assert code == 2 and "no results of model 'nope'" in err
+    code, _, err = run_main(monkeypatch, capsys, "compare", "polygrad", "linear", "--results", str(store.root),
+                            "--step", "11")
+    assert code == 2 and "share no" in err

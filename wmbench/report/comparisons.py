@@ -1,0 +1,121 @@
+"""Paired comparisons of two models and the findings they back.
+
+Two cells of one panel, horizon and seed share the start states and the policy, so the errors of
+two models there are paired samples. A model trained for one horizon is compared at that horizon's
+last step; by default every comparison is at step h, the error the paper reports. The report
+compares PolyGRAD (the paper's method) with every other model and every learned model with the
+`linear` floor; `wmbench compare` compares any two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wmbench.errors import UsageError
+from wmbench.report.select import Selection, base_model, ordered_models
+from wmbench.report.stats import Comparison, compare
+
+METHOD = "polygrad"  # the paper's method: the report compares it with every other model
+LINEAR = "linear"  # the least a learned model should beat
+FLOORS = ("linear", "persistence")
+ALL_PANELS = "all envs"  # the aggregate row of a comparison over several panels
+COLUMNS = ["metric", "panel", "horizon", "step", "a", "b", "n", "ratio", "ratio_low", "ratio_high", "p_improvement",
+           "p_low", "p_high", "verdict"]
+
+
+def paired(sel: Selection, a: str, b: str, metric: str = "mse", step: int | None = None) -> pd.DataFrame:
+    """`[panel, horizon, seed, a, b]`: the two models' `metric` at `step` (default: each horizon's last)
+    in every (panel, horizon, seed) both have."""
+    rows = sel.metric(metric).dropna(subset=["value"])
+    rows = rows[rows["step"] == (rows["horizon"] if step is None else step)]
+    keys = ["panel", "horizon", "seed"]
+    values = [rows[rows["model"] == m].groupby(keys)["value"].mean().rename(side) for m, side in ((a, "a"), (b, "b"))]
+    return pd.concat(values, axis=1, join="inner").reset_index()
+
+
+def comparison_rows(sel: Selection, a: str, b: str, metric: str = "mse", step: int | None = None,
+                    aggregate: bool = True) -> pd.DataFrame:
+    """One row per (panel, horizon) where both models have a seed (`COLUMNS`); with `aggregate` and
+    several panels, also one row over all of them (`ALL_PANELS`; strata: the panels)."""
+    pairs = paired(sel, a, b, metric, step)
+    rows = []
+    for (panel, horizon), part in pairs.groupby(["panel", "horizon"]):
+        rows.append(_row(metric, panel, horizon, step, a, b, compare(part["a"], part["b"])))
+    if aggregate:
+        for horizon, part in pairs.groupby("horizon"):
+            if part["panel"].nunique() > 1:
+                rows.append(_row(metric, ALL_PANELS, horizon, step, a, b,
+                                 compare(part["a"], part["b"], strata=part["panel"].to_numpy())))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row(metric, panel, horizon, step, a, b, c: Comparison) -> list:
+    return [metric, panel, int(horizon), int(horizon if step is None else step), a, b, c.n, c.ratio, c.low, c.high,
+            c.p_improvement, c.p_low, c.p_high, c.verdict]
+
+
+def report_comparisons(sel: Selection, metric: str = "mse") -> pd.DataFrame:
+    """The report's comparisons at each horizon's last step: PolyGRAD against every other model, and
+    every other learned model against `linear` (each panel, and the aggregate over panels)."""
+    models = sel.models
+    methods = [m for m in models if base_model(m) == METHOD]  # PolyGRAD's variants (one per horizon) each
+    pairs = [(a, b) for a in methods for b in models if base_model(b) != METHOD]
+    pairs += [(m, LINEAR) for m in models if base_model(m) not in (METHOD, *FLOORS) and LINEAR in models]
+    frames = [comparison_rows(sel, a, b, metric) for a, b in pairs]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def comparison_wide(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Readable: `A vs B`, panel, h, n, the ratio and P(A < B) with their intervals, and the verdict."""
+    def interval(centre, low, high, fmt=".2f"):
+        return f"{centre:{fmt}}" if np.isnan(low) else f"{centre:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+    return pd.DataFrame({
+        "A vs B": comparisons["a"] + " vs " + comparisons["b"],
+        "panel": comparisons["panel"],
+        "h": comparisons["horizon"],
+        "n": comparisons["n"],
+        "error ratio A/B": [interval(*r) for r in comparisons[["ratio", "ratio_low", "ratio_high"]].to_numpy()],
+        "P(A < B)": [interval(*r) for r in comparisons[["p_improvement", "p_low", "p_high"]].to_numpy()],
+        "verdict": comparisons["verdict"].str.replace("better", "A better").str.replace("worse", "A worse"),
+    })
+
+
+def findings(comparisons: pd.DataFrame) -> list[str]:
+    """One Markdown bullet per compared pair and horizon, written from the comparisons alone: where A is
+    better, where worse, and where the seeds cannot tell (each with its ratio, interval and n)."""
+    lines = []
+    order = {m: i for i, m in enumerate(ordered_models(pd.concat([comparisons["a"], comparisons["b"]])))}
+    ranked = comparisons.assign(_a=comparisons["a"].map(order), _b=comparisons["b"].map(order))
+    for (_, _, horizon, a, b), part in ranked.groupby(["_a", "_b", "horizon", "a", "b"], sort=True):
+        said = []
+        for verdict, words in (("better", "more accurate"), ("worse", "less accurate")):
+            hits = part[part["verdict"] == verdict]
+            if len(hits):
+                said.append(f"{words} on {_where(hits)}")
+        unclear = part[~part["verdict"].isin(["better", "worse"])]
+        if len(unclear):
+            said.append(f"not distinguishable on {_where(unclear)}")
+        lines.append(f"- `{a}` against `{b}` at h = {horizon}: " + "; ".join(said) + ".")
+    return lines
+
+
+def _where(rows: pd.DataFrame) -> str:
+    """`hopper (0.85 [0.70, 1.03], n=3), all envs (...)`: where, with the ratio and its interval."""
+    def one(r) -> str:
+        interval = "" if np.isnan(r.ratio_low) else f" [{r.ratio_low:.2f}, {r.ratio_high:.2f}]"
+        return f"{r.panel} ({r.ratio:.2f}x{interval}, n={r.n})"
+    return ", ".join(one(r) for r in rows.itertuples())
+
+
+def named(sel: Selection, name: str) -> list[str]:
+    """The models a user's name stands for: itself, or each of its variants (`polygrad` ->
+    `polygrad (horizon=10)`, `polygrad (horizon=50)`); one line naming the store's models if none."""
+    if name in sel.models:
+        return [name]
+    variants = [m for m in sel.models if base_model(m) == name]
+    if not variants:
+        raise UsageError(f"no results of model {name!r} in the store; it has: {', '.join(sel.models)}")
+    return variants
