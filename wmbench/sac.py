@@ -11,7 +11,8 @@ first, as MBPO and the paper) writes:
 
 from __future__ import annotations
 
-import copy
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +107,10 @@ def sac_policy_path(dataset_id: str) -> Path:
 
 def behaviour_policy(dataset_id: str, std: float) -> GaussianPolicy:
     """`Normal(tanh(mean of the SAC actor), std)`: the final SAC policy of the run that made the
-    dataset, in the paper's policy family, with a fixed std (the policy-entropy axis)."""
-    from stable_baselines3 import SAC
+    dataset, in the paper's policy family, with a fixed std (the policy-entropy axis).
 
+    Only the actor's weights are read, as data (`policy.pth` in stable-baselines3's zip, loaded with
+    `weights_only=True`): `SAC.load` would unpickle the zip's other entries, which can run any code."""
     path = sac_policy_path(dataset_id)
     if not path.is_file():
         raise DatasetError(f"dataset {dataset_id} has no SAC behaviour policy ({path}); --policy behaviour "
@@ -116,15 +118,31 @@ def behaviour_policy(dataset_id: str, std: float) -> GaussianPolicy:
     if std <= 0:
         raise UsageError(f"--policy-std must be positive, got {std}")
     try:
-        agent = SAC.load(path, device="cpu")
-    except Exception as err:  # zip, pickle and torch errors all mean the file is unusable
-        raise DatasetError(f"SAC policy {path} is corrupt or unreadable ({type(err).__name__}); remake the "
-                           "dataset with `wmbench data make ENV --policy sac --overwrite`") from err
-    space = agent.action_space
-    if not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
-        raise DatasetError(f"SAC policy {path} acts in [{space.low}, {space.high}], not [-1, 1]")
-    actor = agent.actor
-    policy = GaussianPolicy(agent.observation_space.shape[0], space.shape[0])
-    # SAC's squashed Gaussian has mean action tanh(mu(latent_pi(s))); Box observations are only flattened
-    policy.net = nn.Sequential(copy.deepcopy(actor.latent_pi), copy.deepcopy(actor.mu))
+        with zipfile.ZipFile(path) as archive:
+            weights = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
+        net = actor_mean(weights)
+    except Exception as err:  # noqa: BLE001 - zip, unpickling, key and shape errors all mean the file is unusable
+        raise DatasetError(f"SAC policy {path} is corrupt, unreadable or not a stable-baselines3 SAC actor "
+                           f"({type(err).__name__}); remake the dataset with `wmbench data make ENV --policy sac "
+                           "--overwrite`") from err
+    policy = GaussianPolicy(net[0].in_features, net[-1].out_features)
+    policy.net = net
     return policy.with_std(std).eval().requires_grad_(False)
+
+
+def actor_mean(weights: dict) -> nn.Sequential:
+    """The mean action before tanh, `mu(latent_pi(s))`, of a stable-baselines3 SAC actor's state dict:
+    `latent_pi` is Linear and ReLU layers (SB3's default activation, which `data make` uses), `mu` one
+    Linear. SAC squashes into [-1, 1], the action space of every wmbench env."""
+    hidden = sorted({int(key.split(".")[2]) for key in weights if key.startswith("actor.latent_pi.")})
+    layers = []
+    for index in hidden:
+        layers += [_linear(weights, f"actor.latent_pi.{index}"), nn.ReLU()]
+    return nn.Sequential(*layers, _linear(weights, "actor.mu"))
+
+
+def _linear(weights: dict, prefix: str) -> nn.Linear:
+    weight, bias = weights[f"{prefix}.weight"], weights[f"{prefix}.bias"]
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    layer.load_state_dict({"weight": weight, "bias": bias})
+    return layer

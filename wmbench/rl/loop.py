@@ -125,6 +125,9 @@ def model_error(model: WorldModel, actor, fresh: OfflineData, real: RealEnv, hor
     return float(mse[1]), float(mse[horizon])
 
 
+STATE_KEYS = ("buffer", "learner", "model", "log", "seconds", "episodes", "rng")  # of a resumable run
+
+
 def run_imagination(model: WorldModel, real: RealEnv, rl: RLConfig, config: ImaginationConfig, *, seed: int,
                     state_path: Path | None = None, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
     """The online loop (module docstring) for an untrained `model` in `real`: its rows
@@ -134,7 +137,7 @@ def run_imagination(model: WorldModel, real: RealEnv, rl: RLConfig, config: Imag
     generator, rng = torch.Generator(device).manual_seed(seed), np.random.default_rng(seed)
     model.to(device)
     collector, watch = Collector(real, seed), Stopwatch(device)
-    saved = load_state(state_path) if state_path is not None else None
+    saved = load_state(state_path, STATE_KEYS, (RunLog, OfflineData)) if state_path is not None else None
     if saved is None:
         with watch("real_steps"):
             buffer = collector.collect(config.random_steps, lambda obs: rng.uniform(-1, 1, real.act_dim))

@@ -4,7 +4,6 @@ rollout then in progress collected again)."""
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from wmbench.rl.state import load_state, save_state
 from wmbench.timing import Stopwatch
 
 PPO = "ppo"  # `--model ppo`: the model-free baseline
+COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining")  # of the SB3 agent
+STATE_KEYS = ("policy", "optimizer", "counters", "log", "seconds")
 
 
 @config_section("ppo")
@@ -41,15 +42,17 @@ def run_ppo(real: RealEnv, rl: RLConfig, config: PPOConfig, *, seed: int, state_
 
     check_rl(rl)
     watch, env = Stopwatch(), real.make()
-    saved = load_state(state_path) if state_path is not None else None
+    saved = load_state(state_path, STATE_KEYS, (RunLog,)) if state_path is not None else None
+    torch.manual_seed(seed)
+    agent = StableBaselinesPPO("MlpPolicy", env, seed=seed, n_steps=config.n_steps, batch_size=config.batch_size,
+                               n_epochs=config.n_epochs, learning_rate=config.learning_rate, device="cpu", verbose=0)
     if saved is None:
-        torch.manual_seed(seed)
-        agent = StableBaselinesPPO("MlpPolicy", env, seed=seed, n_steps=config.n_steps, batch_size=config.batch_size,
-                                   n_epochs=config.n_epochs, learning_rate=config.learning_rate, device="cpu",
-                                   verbose=0)
         log = RunLog(rows=[], counts={"env_step": 0, "last_eval": 0})
-    else:
-        agent = StableBaselinesPPO.load(io.BytesIO(saved["agent"]), env=env, device="cpu")
+    else:  # what `PPO.load` would restore, read as data (its zip unpickles)
+        agent.policy.load_state_dict(saved["policy"])
+        agent.policy.optimizer.load_state_dict(saved["optimizer"])
+        for name, value in saved["counters"].items():
+            setattr(agent, name, value)
         log, watch.seconds = saved["log"], dict(saved["seconds"])
 
     def evaluate(step: int) -> None:
@@ -75,10 +78,10 @@ def run_ppo(real: RealEnv, rl: RLConfig, config: PPOConfig, *, seed: int, state_
                 watch.seconds["ppo"] = watch.seconds.get("ppo", 0.0) + now - self.clock
                 evaluate(self.num_timesteps)
                 if state_path is not None:
-                    saved_agent = io.BytesIO()
-                    agent.save(saved_agent)
-                    save_state(state_path, {"agent": saved_agent.getvalue(), "log": log,
-                                            "seconds": dict(watch.seconds)})
+                    save_state(state_path, {"policy": agent.policy.state_dict(),
+                                            "optimizer": agent.policy.optimizer.state_dict(),
+                                            "counters": {name: getattr(agent, name) for name in COUNTERS},
+                                            "log": log, "seconds": dict(watch.seconds)})
                 self.bar.set_postfix(ret=f"{log.latest('return'):.0f}")
                 self.clock = time.perf_counter()
             return self.num_timesteps < rl.env_steps
