@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from wmbench import WorldModel, cli
+from wmbench.config import profile_label
 from wmbench.errors import UsageError
 from wmbench.evaluate import EvalRequest, cell_of, checkpoint_path, evaluate
 from wmbench.models.base import get_model_class
@@ -110,8 +111,8 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--model", "nope"], "unknown model 'nope'; choose one of: ar-diffusion, ar-diffusion-2row, linear, mlp-ensemble"),
     (["--env", "ant"], "unknown env 'ant'; choose one of: halfcheetah, hopper, walker2d"),
     (["--profile", "huge"], "unknown profile 'huge'; choose one of: paper, quick, smoke"),
-    (["--horizon", "0"], "--horizon must be a positive"),
-    (["--n-trajectories", "-3"], "--n-trajectories must be positive"),
+    (["--horizon", "0"], "--horizon must be a number of steps from 1"),
+    (["--n-trajectories", "-3"], "evaluate.n_trajectories must be >= 1"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--dataset", "mujoco/hopper/medium-v0"], "minari download mujoco/hopper/medium-v0"),
     (["--env", "walker2d", "--no-make"], "wmbench data make walker2d"),
@@ -119,12 +120,49 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: fp32, bf16"),
     (["--policy", "behaviour"], "has no SAC behaviour policy"),
     (["--policy", "behaviour", "--policy-std", "0"], "--policy-std must be positive"),
+    (["--policy-std", "-1"], "--policy-std must be positive"),  # with bc too: never ignored silently
+    (["--seed", "-1"], "--seed must be from 0 to"),
+    (["--seed", "99999999999999999999"], "--seed must be from 0 to"),
+    (["--horizon", "100000000"], "--horizon must be a number of steps from 1 to 10000"),
+    (["--n-trajectories", "100000000000"], "evaluate.n_trajectories must be >= 1 and <= 1e+06"),
+    (["--n-trajectories", "1000000", "--horizon", "2000"], "GiB of memory; a cell is limited to"),
+    (["--model", "polygrad", "--set", "polygrad.width=-4"], "polygrad.width must be >= 1, got -4"),
+    (["--model", "polygrad", "--set", "polygrad.width=0"], "polygrad.width must be >= 1, got 0"),
+    (["--model", "polygrad", "--set", "polygrad.train_steps=-1"], "polygrad.train_steps must be >= 1"),
+    (["--model", "polygrad", "--set", "polygrad.tau=nan"], "polygrad.tau must be > 0, got nan"),
+    (["--model", "polygrad", "--set", "polygrad.guidance='up'"], "must be one of: gradient, none, sample"),
+    (["--set", "policy.lr=inf"], "policy.lr must be > 0, got inf"),
+    (["--dataset", "../../outside/ds-v0"], "is not a dataset id"),
+    (["--dataset", "/abs/path"], "is not a dataset id"),
 ])
-def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, args, expected):
+def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, args, expected, workspace):
+    before = sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv"))
     code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", *args)
     assert code == 2
     assert expected in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv")) == before, "nothing stored"
+
+
+def test_a_profile_file_from_any_folder_is_named_by_its_content(monkeypatch, capsys, hopper_dataset, tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    mine = folder / "mine.toml"
+    mine.write_text('extends = "smoke"\n[linear]\n')
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--model", "linear", "--env", "hopper", "--profile",
+                            str(mine))
+    assert code in (0, None), err
+    (first,) = ResultsStore().read(model="linear", dataset=hopper_dataset, profile=profile_label(str(mine)))[
+        "profile"].unique()
+    assert first.startswith("mine-") and len(first) == len("mine-") + 8
+    mine.write_text('extends = "smoke"\n# edited\n[linear]\n')
+    assert profile_label(str(mine)) != first, "an edited file is another profile"
+
+    binary = folder / "binary.toml"
+    binary.write_bytes(bytes(range(128, 256)))
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--model", "linear", "--env", "hopper", "--profile",
+                            str(binary))
+    assert code == 2 and "is not a text file" in err and len(err.strip().splitlines()) == 1
 
 
 def test_corrupt_checkpoint_names_the_file_and_stores_nothing(monkeypatch, capsys, hopper_dataset, tmp_path):

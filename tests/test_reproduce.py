@@ -107,3 +107,11 @@ def test_evaluate_into_a_committed_store_from_a_dirty_tree_is_refused(monkeypatc
     assert code == 2 and "uncommitted changes" in err
     assert subprocess.run(["git", "status", "--porcelain", str(reference)], capture_output=True, text=True,
                           cwd=PACKAGE_ROOT.parent).stdout == before, "nothing written"
+
+
+def test_metrics_newer_than_the_stored_cell_are_not_differences(smoke_cell, tmp_path):
+    rows = pd.read_csv(smoke_cell)
+    older = tmp_path / smoke_cell.name
+    rows[rows["metric"] != "action_w1"].to_csv(older, index=False)  # as a cell stored before W1 was added
+    result = reproduce(older, progress=False)
+    assert result.identical and result.added == ["action_w1"]

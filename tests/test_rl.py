@@ -133,7 +133,9 @@ def test_smoke_runs_of_a_world_model_and_ppo_store_the_same_rows(rl_home):
 @pytest.mark.parametrize("args, message", [
     (["--model", "polygrad", "--env-steps", "100"], "imagination.random_steps (400) must be positive and below"),
     (["--model", "nope"], "unknown model 'nope'"),
-    (["--model", "ppo", "--set", "rl.eval_every=0"], "must be positive"),
+    (["--model", "ppo", "--set", "rl.eval_every=0"], "rl.eval_every must be >= 1, got 0"),
+    (["--model", "ppo", "--set", "ppo.batch_size=1"], "ppo.batch_size must be >= 2"),
+    (["--model", "ppo", "--seed", "-3"], "--seed must be from 0 to"),
     (["--model", "ppo", "--env", "pong"], "unknown env"),
 ])
 def test_bad_settings_get_one_line(rl_home, monkeypatch, capsys, args, message):

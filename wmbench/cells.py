@@ -37,6 +37,9 @@ POLICIES = ("bc", "behaviour")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # of generation (autocast)
 DEFAULT_POLICY_STD = 0.2  # of `behaviour`; the paper finds guidance breaks down below about 0.1
 BEHAVIOUR_LABEL = "behaviour-std"  # a cell's policy: `bc`, or this followed by the std
+MAX_SEED = 2 ** 31 - 1  # seeds reach numpy, torch and MuJoCo, whose smallest range this is
+MAX_HORIZON = 10_000  # the paper's longest is 200; MuJoCo episodes are 1,000 steps
+MAX_CELL_BYTES = 16 * 2 ** 30
 
 
 @config_section("evaluate")
@@ -44,10 +47,10 @@ BEHAVIOUR_LABEL = "behaviour-std"  # a cell's policy: `bc`, or this followed by 
 class EvalConfig:
     """How many trajectories an evaluation generates and replays."""
 
-    n_trajectories: int = param(256, "trajectories generated and replayed per evaluation")
-    warmup_trajectories: int = param(8, "batch of the untimed warm-up rollout")
+    n_trajectories: int = param(256, "trajectories generated and replayed per evaluation", low=1, high=1_000_000)
+    warmup_trajectories: int = param(8, "batch of the untimed warm-up rollout", low=1)
     eval_every: int = param(0, "also evaluate the model (its EMA weights) every this many training updates, for "
-                               "learning curves (0: at the end only)")
+                               "learning curves (0: at the end only)", low=0)
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,13 @@ def cell_config(request: EvalRequest) -> dict:
 def eval_config(request: EvalRequest) -> EvalConfig:
     config = build_config(EvalConfig, request.profile, "evaluate", request.overrides,
                           n_trajectories=request.n_trajectories, eval_every=request.eval_every)
-    if config.n_trajectories < 1:
-        raise UsageError(f"--n-trajectories must be positive, got {config.n_trajectories}")
-    if config.eval_every < 0:
-        raise UsageError(f"--eval-every must be a positive number of updates (or 0: off), got {config.eval_every}")
+    env = get_env(request.env)
+    # what a cell holds at once, at least: generated and replayed states, actions and simulator states
+    floats = config.n_trajectories * (request.horizon + 1) * (2 * env.obs_dim + env.act_dim + 2 * (env.nq + env.nv))
+    if floats * 4 > MAX_CELL_BYTES:
+        raise UsageError(f"{config.n_trajectories} trajectories of {request.horizon} steps would need at least "
+                         f"{floats * 4 / 2 ** 30:.0f} GiB of memory; a cell is limited to "
+                         f"{MAX_CELL_BYTES / 2 ** 30:.0f} GiB: use fewer trajectories or a shorter horizon")
     return config
 
 
@@ -130,10 +136,12 @@ def snapshot_steps(config, eval_every: int) -> list[int]:
     return list(range(eval_every, config.train_steps, eval_every))
 
 
-def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[str, ...] = ()) -> Path:
+def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[str, ...] = (),
+                    profile: str | None = None) -> Path:
     """Keyed by the dataset's fingerprint and the resolved config, so that neither a remade
-    dataset, an edited profile nor an override silently reuses a stale model."""
-    config = model_config(model_cls, cell.profile, cell.horizon, overrides, cell.env)
+    dataset, an edited profile nor an override silently reuses a stale model. `profile`: the
+    request's (a profile file's path), where the cell keeps only its label."""
+    config = model_config(model_cls, profile or cell.profile, cell.horizon, overrides, cell.env)
     slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
     horizon = f"-h{cell.horizon}" if model_cls.fixed_horizon else ""
     name = f"{cell.model}-{profile_label(cell.profile)}-{config_hash(config)}-s{cell.seed}{horizon}.pt"
@@ -144,11 +152,13 @@ def cell_of(request: EvalRequest) -> Cell:
     """The results-store identity of a request (checks the names; the default dataset filled in)."""
     env = get_env(request.env)
     get_model_class(request.model)
-    if request.horizon < 1:
-        raise UsageError(f"--horizon must be a positive number of steps, got {request.horizon}")
+    if not 1 <= request.horizon <= MAX_HORIZON:
+        raise UsageError(f"--horizon must be a number of steps from 1 to {MAX_HORIZON}, got {request.horizon}")
+    if not 0 <= request.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be from 0 to {MAX_SEED}, got {request.seed}")
     if request.policy not in POLICIES:
         raise UsageError(f"unknown policy {request.policy!r}; choose one of: {', '.join(POLICIES)}")
-    if request.policy == "behaviour" and not request.policy_std > 0:
+    if not 0 < request.policy_std < float("inf"):  # with bc too: a bad value is never ignored silently
         raise UsageError(f"--policy-std must be positive, got {request.policy_std}")
     if request.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {request.precision!r}; choose one of: {', '.join(PRECISIONS)}")

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import re
 import tomllib
 from importlib import resources
@@ -29,10 +30,13 @@ SECTIONS: dict[str, type] = {}  # the shared config sections (`data`, `policy`, 
 MODEL_SECTIONS: dict[str, type] = {}  # a registered model's name -> its `Config` (`models.base.register_model`)
 
 
-def param(default: Any, doc: str, runtime: bool = False) -> Any:
-    """A dataclass field with a default and a one-line doc. A `runtime` field changes how a result is
-    computed, never the result (how often training state is saved): it is left out of config hashes."""
-    metadata = {"doc": doc, "runtime": runtime}
+def param(default: Any, doc: str, runtime: bool = False, *, low: float | None = None, above: float | None = None,
+          high: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with a default, a one-line doc and its valid values (`value >= low`,
+    `value > above`, `value <= high`, or one of `choices`), which every profile and `--set` value is
+    checked against. A `runtime` field changes how a result is computed, never the result (how
+    often training state is saved): it is left out of config hashes."""
+    metadata = {"doc": doc, "runtime": runtime, "low": low, "above": above, "high": high, "choices": choices}
     if isinstance(default, (list, dict, tuple)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -55,15 +59,39 @@ def config_section(name: str):
 
 
 def field_docs(config_cls: type) -> list[tuple[str, Any, str]]:
-    """`(name, default, doc)` for every field of a config dataclass."""
+    """`(name, default, doc)` for every field of a config dataclass (the doc ends with its valid values)."""
     rows = []
     for f in dataclasses.fields(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((f.name, default, f.metadata.get("doc", "")))
+        valid = valid_values(f)
+        rows.append((f.name, default, f.metadata.get("doc", "") + (f" [{valid}]" if valid else "")))
     return rows
 
 
-# ----------------------------------------------------------------------------- profiles
+def valid_values(field: dataclasses.Field) -> str:
+    """`>= 1 and <= 1000`, `> 0`, `one of: mlp, transformer`, or empty for a field without bounds."""
+    bounds = {">=": field.metadata.get("low"), ">": field.metadata.get("above"), "<=": field.metadata.get("high")}
+    if field.metadata.get("choices"):
+        return "one of: " + ", ".join(field.metadata["choices"])
+    return " and ".join(f"{op} {bound:g}" for op, bound in bounds.items() if bound is not None)
+
+
+def check_config(config: Any, section: str) -> None:
+    """Every field of a built config within its declared valid values (one line naming the first not)."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if meta.get("choices"):
+            bad = value not in meta["choices"]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            bad = (not math.isfinite(value) or (meta.get("low") is not None and value < meta["low"])
+                   or (meta.get("above") is not None and value <= meta["above"])
+                   or (meta.get("high") is not None and value > meta["high"]))
+        else:
+            bad = False
+        if bad:
+            raise UsageError(f"{section}.{f.name} must be {valid_values(f) or 'a finite number'}, got {value!r} "
+                             f"(from the profile or --set {section}.{f.name}=...)")
+
 
 def _profile_files() -> dict[str, Path]:
     """Named profiles: the built-in ones, then those of `WMBENCH_PROFILES` (which win)."""
@@ -93,8 +121,20 @@ def profile_path(profile: str) -> Path:
 
 
 def profile_label(profile: str) -> str:
-    """The name a profile goes by in results and checkpoint names (a file's stem)."""
-    return Path(profile).stem if profile.endswith(".toml") else profile
+    """The name a profile goes by in results and checkpoint names: a built-in's name, or a file's stem
+    and the hash of its content (`mine-1a2b3c4d`: two files of one name, or an edited file, are apart)."""
+    if not profile.endswith(".toml"):
+        return profile
+    return f"{Path(profile).stem}-{hashlib.sha1(profile_path(profile).read_bytes()).hexdigest()[:8]}"
+
+
+def read_profile_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"profile {path} is not a text file (not UTF-8 at byte {err.start}); profiles are TOML") from err
+    except OSError as err:
+        raise UsageError(f"cannot read profile {path} ({err.strerror})") from err
 
 
 @functools.cache
@@ -107,7 +147,7 @@ def load_profile(profile: str) -> dict[str, dict[str, Any]]:
             raise UsageError(f"profile {path} extends itself (through {' -> '.join(map(str, chain))})")
         chain.append(path)
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(read_profile_text(path))
         except tomllib.TOMLDecodeError as err:
             raise UsageError(f"profile {path} is not valid TOML: {err}") from err
         parent = raw.pop("extends", None)
@@ -129,7 +169,7 @@ def load_profile(profile: str) -> dict[str, dict[str, Any]]:
 
 def profile_description(profile: str) -> str:
     """The first comment line of a profile file."""
-    for line in profile_path(profile).read_text().splitlines():
+    for line in read_profile_text(profile_path(profile)).splitlines():
         if line.startswith("#"):
             return line.lstrip("# ").strip()
     return ""
@@ -217,7 +257,9 @@ def build_config(config_cls: type[T], profile: str, section: str, overrides: tup
     if unknown:
         raise UsageError(f"profile {profile!r}, [{section}]: unknown keys {', '.join(unknown)}; "
                          f"valid keys: {', '.join(sorted(known))}")
-    return config_cls(**values)
+    config = config_cls(**values)
+    check_config(config, section)
+    return config
 
 
 def config_hash(config: Any) -> str:

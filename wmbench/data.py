@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +38,23 @@ CARD_FILE = "wmbench_card.json"
 class DataConfig:
     """The dataset an evaluation makes on first use."""
 
-    steps: int = param(100_000, "environment steps of a dataset made on first use")
+    steps: int = param(100_000, "environment steps of a dataset made on first use", low=2)
 
 
 def default_dataset_id(env: str, policy: str = "random") -> str:
     return f"wmbench/{env}/{policy}-v0"
 
 
+DATASET_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*-v[0-9]+")
+
+
 def dataset_dir(dataset_id: str) -> Path:
+    """The folder of a Minari dataset id (`namespace/name-vN`) under the datasets root; an id that is
+    not one (a path: absolute, `..`, a backslash) is refused, so no id reaches outside the root."""
+    if not isinstance(dataset_id, str) or not DATASET_ID.fullmatch(dataset_id):
+        raise DatasetError(f"{dataset_id!r} is not a dataset id: ids look like wmbench/hopper/sac-replay-v0 "
+                           "(`wmbench data list` shows the local ones); to use a dataset folder elsewhere, point "
+                           "MINARI_DATASETS_PATH at its root")
     return datasets_root() / dataset_id
 
 
@@ -181,9 +191,12 @@ def missing_dataset_message(dataset_id: str) -> str:
 def read_card(dataset_id: str) -> dict:
     path = dataset_dir(dataset_id) / CARD_FILE
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"dataset card {path} is unreadable ({err}); remake the dataset") from err
+        card = json.loads(path.read_bytes()) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(f"dataset card {path} is unreadable ({type(err).__name__}); remake the dataset") from err
+    if not isinstance(card, dict):
+        raise DatasetError(f"dataset card {path} is not a JSON object; remake the dataset")
+    return card
 
 
 CARD_COLUMNS = ("behaviour_policy", "steps", "episodes", "seed", "return_mean", "return_min", "return_max",

@@ -87,7 +87,7 @@ def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overri
 def load_or_fit_model(model_cls: type[WorldModel], cell: Cell, request: EvalRequest, train: OfflineData,
                       device: str, progress: bool, say: Callable[[str], None], eval_every: int = 0) -> WorldModel:
     """The cell's model, trained unless its checkpoint (and, for a learning curve, every snapshot) is cached."""
-    path = checkpoint_path(model_cls, cell, request.overrides)
+    path = checkpoint_path(model_cls, cell, request.overrides, request.profile)
     state_path = training_state_path(path)
     config = model_config(model_cls, request.profile, cell.horizon, request.overrides, cell.env)
     steps = snapshot_steps(config, eval_every)
@@ -220,7 +220,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides,
                                                  cell.policy, make_missing, progress, say)
         policy = policy.to(device)
-    path = checkpoint_path(model_cls, cell, request.overrides)
+    path = checkpoint_path(model_cls, cell, request.overrides, request.profile)
     with watch("model"):  # trained or loaded, then adapted to the policy
         model = load_or_fit_model(model_cls, cell, request, train, device, progress, say, config.eval_every)
         adapt(model, path, policy, train, request.seed, device, progress, say)

@@ -28,11 +28,11 @@ from wmbench.paths import atomic_write_bytes
 class PolicyConfig:
     """The behaviour-cloning evaluation policy (`--policy bc`)."""
 
-    hidden: int = param(256, "width of the two hidden layers (ELU + LayerNorm)")
-    min_std: float = param(0.1, "floor added to exp(log_std), as in the paper")
-    steps: int = param(5000, "behaviour-cloning gradient steps")
-    batch_size: int = param(256, "behaviour-cloning batch size")
-    lr: float = param(1e-3, "Adam learning rate for behaviour cloning")
+    hidden: int = param(256, "width of the two hidden layers (ELU + LayerNorm)", low=1)
+    min_std: float = param(0.1, "floor added to exp(log_std), as in the paper", low=0)
+    steps: int = param(5000, "behaviour-cloning gradient steps", low=1)
+    batch_size: int = param(256, "behaviour-cloning batch size", low=1)
+    lr: float = param(1e-3, "Adam learning rate for behaviour cloning", above=0)
 
 
 class GaussianPolicy(nn.Module):

@@ -151,7 +151,7 @@ def render(request, n: int, out: Path, *, progress: bool = True,
     cell, config, device = cell_of(request), eval_config(request), resolve_device(request.device)
     if n > config.n_trajectories:
         raise UsageError(f"--n {n} is more than the cell's {config.n_trajectories} trajectories")
-    path = checkpoint_path(get_model_class(request.model), cell, request.overrides)
+    path = checkpoint_path(get_model_class(request.model), cell, request.overrides, request.profile)
     if not path.is_file():
         raise UsageError(f"no trained {request.model} for this cell ({path} is missing); run `wmbench evaluate` with "
                          "the same --model, --env, --horizon, --seed, --profile and --set first")

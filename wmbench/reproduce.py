@@ -44,13 +44,19 @@ def is_time(metric: str) -> bool:
 class Reproduction:
     stored: pd.DataFrame  # the file's rows
     rerun: pd.DataFrame  # the same cell computed again
-    diff: pd.DataFrame  # [metric, step, stored, rerun, abs_diff], every number but the times
+    diff: pd.DataFrame  # [metric, step, stored, rerun, in (both, stored, rerun), abs_diff], all but the times
     problems: list[str]  # what makes the rerun not the same experiment (config, dataset, threads)
 
     @property
     def differing(self) -> pd.DataFrame:
-        return self.diff[~((self.diff["stored"] == self.diff["rerun"])
-                           | (self.diff["stored"].isna() & self.diff["rerun"].isna()))]
+        """Numbers of the stored cell that the rerun does not give again (a missing one included)."""
+        same = (self.diff["stored"] == self.diff["rerun"]) | (self.diff["stored"].isna() & self.diff["rerun"].isna())
+        return self.diff[(self.diff["in"] != "rerun") & ~same]
+
+    @property
+    def added(self) -> list[str]:
+        """Metrics the rerun computes that the stored cell predates (not a difference)."""
+        return sorted(set(self.diff.loc[self.diff["in"] == "rerun", "metric"]))
 
     @property
     def identical(self) -> bool:
@@ -120,8 +126,9 @@ def reproduce(path: Path, *, device: str = "cpu", profile: str | None = None, sc
 def _diff(stored: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
     keys = ["metric", "step"]
     numbers = lambda rows: rows[~rows["metric"].map(is_time)][[*keys, "value"]]
-    joined = numbers(stored).merge(numbers(rerun), on=keys, how="outer", suffixes=("_stored", "_rerun"))
+    joined = numbers(stored).merge(numbers(rerun), on=keys, how="outer", suffixes=("_stored", "_rerun"), indicator="in")
     joined = joined.rename(columns={"value_stored": "stored", "value_rerun": "rerun"})
+    joined["in"] = joined["in"].map({"both": "both", "left_only": "stored", "right_only": "rerun"})
     joined["abs_diff"] = (joined["stored"] - joined["rerun"]).abs()
     return joined.reset_index(drop=True)
 

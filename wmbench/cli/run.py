@@ -248,10 +248,12 @@ def reproduce(
 
     start = time.perf_counter()
     result = run(cell, device=device, profile=profile)
-    differing = result.differing
-    console.print(f"{cell.name}: {len(result.diff) - len(differing)} of {len(result.diff)} numbers identical "
+    differing, compared = result.differing, int((result.diff["in"] != "rerun").sum())
+    console.print(f"{cell.name}: {compared - len(differing)} of {compared} numbers identical "
                   f"({commit_note(result.stored)}; {time.perf_counter() - start:.0f} s)", highlight=False,
                   soft_wrap=True)
+    if result.added:
+        console.print(f"  not compared (the stored cell predates them): {', '.join(result.added)}", highlight=False)
     for problem in result.problems:
         console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
     if not differing.empty:

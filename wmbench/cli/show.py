@@ -26,6 +26,7 @@ def report(
     """Draw the paper's comparison figures and tables (means with 95% Student-t intervals over seeds, paired
     comparisons and the findings they back) from the results store, with a README.md that shows them and
     their provenance."""
+    from wmbench.config import profile_label
     from wmbench.paths import workspace
     from wmbench.report import write_report
     from wmbench.results import ResultsStore
@@ -33,7 +34,7 @@ def report(
     if results is not None and not results.is_dir():
         raise UsageError(f"results folder {results} does not exist")
     out = out or workspace() / "report"
-    written = write_report(ResultsStore(results), out, profile)
+    written = write_report(ResultsStore(results), out, profile and profile_label(profile))
     console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
 
 
@@ -52,6 +53,7 @@ def compare(
     """Paired comparison of two models' errors over the seeds both have (same start states and policy): the
     ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with a bootstrap
     interval, and a verdict (better, worse, or not distinguishable at this number of seeds)."""
+    from wmbench.config import profile_label
     from wmbench.report.comparisons import comparison_rows, comparison_wide, named
     from wmbench.report.select import Selection
     from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
@@ -63,7 +65,7 @@ def compare(
     if table.empty:
         raise UsageError("no evaluation results in the store" + (f" for env {env}" if env else "")
                          + (f" at horizon {horizon}" if horizon else ""))
-    sel = Selection.from_store(table, profile)
+    sel = Selection.from_store(table, profile and profile_label(profile))
     if sel.metric(metric).empty:
         raise UsageError(f"no {metric!r} rows in the store; metrics: mse, mse_alive, mse_norm, reward_mse, ...")
     at = f"step {step}" if step else "each horizon's last step"

@@ -34,7 +34,7 @@ from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
 
 @dataclass
 class ARDiffusionConfig(DiffusionConfig):
-    diffusion_steps: int = param(128, "denoising steps per environment step")
+    diffusion_steps: int = param(128, "denoising steps per environment step", low=1)
 
 
 @register_model("ar-diffusion")

@@ -27,17 +27,17 @@ from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_mo
 
 @dataclass
 class EnsembleConfig:
-    members: int = param(7, "ensemble members trained")
-    elites: int = param(5, "members with the lowest hold-out error, used for rollouts")
-    hidden: int = param(200, "width of each hidden layer")
-    layers: int = param(4, "hidden layers (Swish)")
-    lr: float = param(1e-3, "Adam learning rate")
-    batch_size: int = param(256, "minibatch size per member")
-    holdout_fraction: float = param(0.1, "fraction of transitions held out for early stopping")
-    holdout_max: int = param(5000, "cap on hold-out transitions")
-    max_epochs: int = param(200, "epoch budget")
-    max_steps: int = param(0, "gradient-step budget (0: none)")
-    patience: int = param(5, "epochs without a 1% hold-out improvement before stopping")
+    members: int = param(7, "ensemble members trained", low=1)
+    elites: int = param(5, "members with the lowest hold-out error, used for rollouts", low=1)
+    hidden: int = param(200, "width of each hidden layer", low=1)
+    layers: int = param(4, "hidden layers (Swish)", low=1)
+    lr: float = param(1e-3, "Adam learning rate", above=0)
+    batch_size: int = param(256, "minibatch size per member", low=1)
+    holdout_fraction: float = param(0.1, "fraction of transitions held out for early stopping", above=0, high=0.9)
+    holdout_max: int = param(5000, "cap on hold-out transitions", low=1)
+    max_epochs: int = param(200, "epoch budget", low=1)
+    max_steps: int = param(0, "gradient-step budget (0: none)", low=0)
+    patience: int = param(5, "epochs without a 1% hold-out improvement before stopping", low=1)
     weight_decay: list = param([2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4], "L2 per layer (MBPO)")
 
 

@@ -49,22 +49,22 @@ GUIDE_ON = ("x0_hat", "posterior_mean")
 
 @dataclass
 class PolyGRADConfig(DiffusionConfig):
-    width: int = param(1024, "residual MLP width (paper: 1024 for h = 10, 2048 for h = 50 and 200)")
-    horizon: int = param(10, "transitions per trajectory (the model diffuses horizon + 1 rows)")
-    denoiser: str = param("mlp", "mlp (residual MLP) or transformer")
-    dim: int = param(312, "transformer width")
-    layers: int = param(6, "transformer blocks")
-    heads: int = param(4, "transformer attention heads")
-    guidance: str = param("gradient", "action update: gradient (PolyGRAD), none (keep random actions), sample (a ~ pi)")
-    guide_on: str = param("x0_hat", "states the policy sees: x0_hat (denoised) or posterior_mean")
-    action_clip_std: float = param(3.0, "clip actions to mean +- k std of the policy (0: off)")
-    state_change_clip: float = param(0.25, "max state change per step in the last steps, normalised units (0: off)")
-    state_clip_last: int = param(10, "the state-change clip applies for t <= this")
-    delta_init: float = param(0.005, "initial action step size delta")
-    delta_lr: float = param(3e-2, "SGD rate on log delta towards std(z) = 1")
-    tune_iterations: int = param(50, "imagined batches of delta tuning after training")
-    tune_batch_size: int = param(256, "trajectories per tuning batch")
-    tune_every: int = param(0, "with fit(..., policy=pi): also tune delta every this many training steps (0: off)")
+    width: int = param(1024, "residual MLP width (paper: 1024 for h = 10, 2048 for h = 50 and 200)", low=1)
+    horizon: int = param(10, "transitions per trajectory (the model diffuses horizon + 1 rows)", low=1)
+    denoiser: str = param("mlp", "mlp (residual MLP) or transformer", choices=("mlp", "transformer"))
+    dim: int = param(312, "transformer width", low=1)
+    layers: int = param(6, "transformer blocks", low=1)
+    heads: int = param(4, "transformer attention heads", low=1)
+    guidance: str = param("gradient", "action update: gradient (PolyGRAD), none (keep random actions), sample (a ~ pi)", choices=("gradient", "none", "sample"))
+    guide_on: str = param("x0_hat", "states the policy sees: x0_hat (denoised) or posterior_mean", choices=("x0_hat", "posterior_mean"))
+    action_clip_std: float = param(3.0, "clip actions to mean +- k std of the policy (0: off)", low=0)
+    state_change_clip: float = param(0.25, "max state change per step in the last steps, normalised units (0: off)", low=0)
+    state_clip_last: int = param(10, "the state-change clip applies for t <= this", low=0)
+    delta_init: float = param(0.005, "initial action step size delta", above=0)
+    delta_lr: float = param(3e-2, "SGD rate on log delta towards std(z) = 1", low=0)
+    tune_iterations: int = param(50, "imagined batches of delta tuning after training", low=0)
+    tune_batch_size: int = param(256, "trajectories per tuning batch", low=1)
+    tune_every: int = param(0, "with fit(..., policy=pi): also tune delta every this many training steps (0: off)", low=0)
 
 
 @register_model("polygrad")
@@ -271,8 +271,8 @@ class PolyGRAD(WorldModel):
 
 @dataclass
 class PolyGRADTransformerConfig(PolyGRADConfig):
-    denoiser: str = param("transformer", "mlp (residual MLP) or transformer")
-    lr: float = param(1e-4, "Adam learning rate")
+    denoiser: str = param("transformer", "mlp (residual MLP) or transformer", choices=("mlp", "transformer"))
+    lr: float = param(1e-4, "Adam learning rate", above=0)
 
 
 @register_model("polygrad-transformer")

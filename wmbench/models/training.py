@@ -47,17 +47,17 @@ STATE_FORMAT = 1
 class TrainingConfig:
     """Settings of the shared training loop (a base of the models' configs)."""
 
-    lr: float = param(3e-4, "Adam learning rate")
-    batch_size: int = param(256, "training examples per gradient step")
-    train_steps: int = param(1_000_000, "gradient steps")
-    precision: str = param("fp32", "training precision: fp32, or bf16 (autocast; the paper trained with fp16)")
+    lr: float = param(3e-4, "Adam learning rate", above=0)
+    batch_size: int = param(256, "training examples per gradient step", low=1)
+    train_steps: int = param(1_000_000, "gradient steps", low=1)
+    precision: str = param("fp32", "training precision: fp32, or bf16 (autocast; the paper trained with fp16)", choices=("fp32", "bf16"))
     compile: bool = param(False, "torch.compile the network for training")
     cuda_graph: bool = param(True, "on CUDA, capture the update (forward, backward, Adam) as a CUDA graph and replay "
                                    "it: the same computation without a kernel launch per operation (ignored on a "
                                    "CPU and with compile)", runtime=True)
-    checkpoint_every: int = param(10_000, "updates between resumable training states (0: none)", runtime=True)
+    checkpoint_every: int = param(10_000, "updates between resumable training states (0: none)", runtime=True, low=0)
     snapshot_every: int = param(0, "updates between saved snapshots of the model (its EMA weights), for learning "
-                                   "curves; set by --eval-every (0: none)", runtime=True)
+                                   "curves; set by --eval-every (0: none)", runtime=True, low=0)
 
 
 STATE_SUFFIX = ".train-state.pt"

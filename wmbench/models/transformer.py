@@ -28,12 +28,12 @@ CONTEXT = 15
 
 @dataclass
 class TransformerConfig(TrainingConfig):
-    lr: float = param(1e-4, "Adam learning rate")
-    batch_size: int = param(1024, "windows of 15 steps per gradient step")
-    train_steps: int = param(100_000, "gradient steps")
-    dim: int = param(312, "token width")
-    layers: int = param(6, "transformer blocks")
-    heads: int = param(4, "attention heads")
+    lr: float = param(1e-4, "Adam learning rate", above=0)
+    batch_size: int = param(1024, "windows of 15 steps per gradient step", low=1)
+    train_steps: int = param(100_000, "gradient steps", low=1)
+    dim: int = param(312, "token width", low=1)
+    layers: int = param(6, "transformer blocks", low=1)
+    heads: int = param(4, "attention heads", low=1)
 
 
 @register_model("transformer")

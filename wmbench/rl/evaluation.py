@@ -23,9 +23,9 @@ from wmbench.timing import Stopwatch
 class RLConfig:
     """What every `wmbench rl` run shares, PPO included."""
 
-    env_steps: int = param(1_000_000, "real environment steps of a run (the paper: 1M; 1.5M on HalfCheetah)")
-    eval_every: int = param(10_000, "real steps between evaluations of the policy")
-    eval_episodes: int = param(10, "episodes of the deterministic (mean) action per evaluation")
+    env_steps: int = param(1_000_000, "real environment steps of a run (the paper: 1M; 1.5M on HalfCheetah)", low=1)
+    eval_every: int = param(10_000, "real steps between evaluations of the policy", low=1)
+    eval_episodes: int = param(10, "episodes of the deterministic (mean) action per evaluation", low=1)
 
 
 def check_rl(rl: RLConfig) -> None:

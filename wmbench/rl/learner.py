@@ -25,15 +25,15 @@ from wmbench.policy import GaussianPolicy
 
 @dataclass
 class ActorCriticConfig:
-    gamma: float = param(0.99, "discount")
-    lam: float = param(0.9, "GAE lambda")
-    entropy: float = param(1e-5, "entropy bonus weight")
-    critic_ema: float = param(0.995, "decay of the slow critic that gives the values")
-    actor_lr: float = param(3e-4, "actor Adam learning rate")
-    critic_lr: float = param(3e-4, "critic Adam learning rate")
-    hidden: int = param(256, "width of the actor's and critic's two hidden layers")
-    imagined: int = param(1024, "imagined trajectories per update, from real start states")
-    horizon: int = param(10, "steps per imagined trajectory")
+    gamma: float = param(0.99, "discount", low=0, high=1)
+    lam: float = param(0.9, "GAE lambda", low=0, high=1)
+    entropy: float = param(1e-5, "entropy bonus weight", low=0)
+    critic_ema: float = param(0.995, "decay of the slow critic that gives the values", low=0, high=1)
+    actor_lr: float = param(3e-4, "actor Adam learning rate", above=0)
+    critic_lr: float = param(3e-4, "critic Adam learning rate", above=0)
+    hidden: int = param(256, "width of the actor's and critic's two hidden layers", low=1)
+    imagined: int = param(1024, "imagined trajectories per update, from real start states", low=1)
+    horizon: int = param(10, "steps per imagined trajectory", low=1)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, terminals: torch.Tensor, gamma: float,

@@ -51,13 +51,13 @@ from wmbench.timing import Stopwatch
 class ImaginationConfig(ActorCriticConfig):
     """The online loop of RL in imagination, and its actor-critic (POLYGRAD_NOTES)."""
 
-    random_steps: int = param(5000, "uniform random real steps that start the replay buffer")
-    steps_per_iteration: int = param(1000, "real steps collected between the loop's training phases")
-    model_updates_per_step: float = param(1.0, "world-model updates per real step (the authors: 1)")
-    agent_updates_per_step: float = param(0.25, "actor-critic updates per real step (the authors: 0.25)")
-    pretrain_updates: int = param(1000, "world-model updates on the random steps before the first actor update")
-    delta_lr: float = param(3e-3, "PolyGRAD: rate of delta's rule, one step per imagined batch (paper's online runs)")
-    error_trajectories: int = param(256, "trajectories from fresh real states that measure the model's error")
+    random_steps: int = param(5000, "uniform random real steps that start the replay buffer", low=1)
+    steps_per_iteration: int = param(1000, "real steps collected between the loop's training phases", low=1)
+    model_updates_per_step: float = param(1.0, "world-model updates per real step (the authors: 1)", low=0)
+    agent_updates_per_step: float = param(0.25, "actor-critic updates per real step (the authors: 0.25)", low=0)
+    pretrain_updates: int = param(1000, "world-model updates on the random steps before the first actor update", low=0)
+    delta_lr: float = param(3e-3, "PolyGRAD: rate of delta's rule, one step per imagined batch (paper's online runs)", low=0)
+    error_trajectories: int = param(256, "trajectories from fresh real states that measure the model's error", low=1)
 
 
 class Collector:

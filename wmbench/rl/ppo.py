@@ -28,10 +28,10 @@ STATE_KEYS = ("policy", "optimizer", "counters", "log", "seconds")
 class PPOConfig:
     """The model-free baseline: stable-baselines3 PPO (its defaults)."""
 
-    n_steps: int = param(2048, "real steps per PPO rollout")
-    batch_size: int = param(64, "minibatch size")
-    n_epochs: int = param(10, "epochs per rollout")
-    learning_rate: float = param(3e-4, "Adam learning rate")
+    n_steps: int = param(2048, "real steps per PPO rollout", low=2)
+    batch_size: int = param(64, "minibatch size", low=2)
+    n_epochs: int = param(10, "epochs per rollout", low=1)
+    learning_rate: float = param(3e-4, "Adam learning rate", above=0)
 
 
 def run_ppo(real: RealEnv, rl: RLConfig, config: PPOConfig, *, seed: int, state_path: Path | None = None,

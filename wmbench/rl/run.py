@@ -12,9 +12,10 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from wmbench.cells import model_config, resolve_device
+from wmbench.cells import MAX_SEED, model_config, resolve_device
 from wmbench.config import build_config, canonical_overrides, config_hash, identity, profile_label
 from wmbench.envs import get_env
+from wmbench.errors import UsageError
 from wmbench.models.base import get_model_class
 from wmbench.oracle import RealEnv
 from wmbench.paths import checkpoints_root
@@ -61,6 +62,8 @@ def cell_of(request: RLRequest, configs: dict | None = None) -> Cell:
     """The results-store identity of a run (checks the names and settings); `configs`: its
     `run_configs`, when the caller has them."""
     env = get_env(request.env)
+    if not 0 <= request.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be from 0 to {MAX_SEED}, got {request.seed}")
     configs = configs or run_configs(request)
     if request.model == PPO:
         check_rl(configs["rl"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from wmbench.cells import EvalRequest, cell_of, checkpoint_path
@@ -40,8 +40,19 @@ def read_files(root: Path, paths) -> Files:
 
 
 def write_files(root: Path, files: Files) -> None:
+    """Write `files` under `root`; a name that would land outside it (absolute, or with `..`) is refused
+    before anything is written: the names come from another machine."""
+    for name in files:
+        if not is_inside_name(name):
+            raise UsageError(f"refusing to write {name!r} returned by a Ray task: a file name must be relative, "
+                             f"without '..', to land inside {root}")
     for name, payload in files.items():
         atomic_write_bytes(root / name, payload)
+
+
+def is_inside_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
 
 
 def dataset_files(dataset_id: str) -> Files:
@@ -52,7 +63,8 @@ def dataset_files(dataset_id: str) -> Files:
 
 def checkpoint_files(request: EvalRequest) -> Files:
     """What the cache holds of a group's model: the checkpoint, its training state and snapshots."""
-    path = checkpoint_path(get_model_class(request.model), cell_of(request), request.overrides)
+    path = checkpoint_path(get_model_class(request.model), cell_of(request), request.overrides,
+                           request.profile)
     return read_files(checkpoints_root(), path.parent.glob(f"{path.stem}*")) if path.parent.is_dir() else {}
 
 

@@ -15,13 +15,13 @@ from wmbench.models.training import EMA, TrainingConfig, TrainResult, train_step
 
 @dataclass
 class DiffusionConfig(TrainingConfig):
-    diffusion_steps: int = param(128, "denoising steps")
-    tau: float = param(1.0, "cosine-power schedule exponent (0.1: noise arrives in the last step)")
-    width: int = param(1024, "residual MLP width")
-    blocks: int = param(6, "residual MLP blocks")
-    ema_decay: float = param(0.99, "EMA decay of the generation weights")
-    ema_every: int = param(10, "steps between EMA updates")
-    ema_start: int = param(2000, "step from which the EMA averages (before: a copy)")
+    diffusion_steps: int = param(128, "denoising steps", low=1)
+    tau: float = param(1.0, "cosine-power schedule exponent (0.1: noise arrives in the last step)", above=0)
+    width: int = param(1024, "residual MLP width", low=1)
+    blocks: int = param(6, "residual MLP blocks", low=1)
+    ema_decay: float = param(0.99, "EMA decay of the generation weights", low=0, high=1)
+    ema_every: int = param(10, "steps between EMA updates", low=1)
+    ema_start: int = param(2000, "step from which the EMA averages (before: a copy)", low=0)
 
 
 def fit_denoiser(
