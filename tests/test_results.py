@@ -42,6 +42,27 @@ def test_unreadable_file_is_skipped_with_a_warning(tmp_path):
     assert list(table["value"]) == [1.0, 2.0]
 
 
+def test_a_file_cut_between_rows_is_incomplete_and_recomputed(tmp_path):
+    store = ResultsStore(tmp_path)
+    path = store.write(CELL, rows(1.0))
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))  # ends with a newline, one row short
+    with pytest.warns(UserWarning, match="incomplete: 1 rows of 2"):
+        assert store.load(CELL) is None, "taken as not stored, so evaluate and sweep compute it again"
+    with pytest.warns(UserWarning, match="incomplete"):
+        assert store.read().empty
+
+
+def test_stale_temporary_files_of_killed_writers_are_removed_on_the_next_write(tmp_path):
+    store = ResultsStore(tmp_path)
+    path = store.write(CELL, rows(1.0))
+    dead, alive = path.with_name(f".{path.name}.999999999.tmp"), path.with_name(f".{path.name}.1.tmp")
+    dead.write_bytes(b"half a fi")
+    alive.write_bytes(b"being written")  # pid 1 is alive: its writer may still be at work
+    store.write(CELL, rows(2.0))
+    assert not dead.exists() and alive.exists()
+
+
 def test_markdown_table():
     text = markdown_table(pd.DataFrame({"a": [1, 2], "b": [0.5, 0.25]}))
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5 |", "| 2 | 0.25 |"]

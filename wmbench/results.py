@@ -21,6 +21,7 @@ from wmbench.paths import atomic_write_bytes, file_lock, results_root
 
 BENCH_DATASET = "bench"  # the dataset of `wmbench bench` rows: untrained models, timings only
 RL_DATASET = "online"  # the dataset of `wmbench rl` rows: online runs, no offline dataset
+COUNT_COLUMN = "n_rows"  # every row of a file says how many it has: a file cut between rows is seen
 ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "config_hash",
                "metric", "step", "value"]
 
@@ -63,6 +64,8 @@ def read_rows(path: Path) -> pd.DataFrame:
         raise ValueError("no rows")
     if not pd.api.types.is_numeric_dtype(frame["value"]) or not pd.api.types.is_numeric_dtype(frame["step"]):
         raise ValueError("non-numeric step or value")
+    if COUNT_COLUMN in frame and not (frame[COUNT_COLUMN] == len(frame)).all():  # cut at a line boundary
+        raise ValueError(f"incomplete: {len(frame)} rows of {frame[COUNT_COLUMN].iloc[0]}")
     return frame
 
 
@@ -98,7 +101,7 @@ class ResultsStore:
 
     def write(self, cell: Cell, rows: pd.DataFrame) -> Path:
         """Store a cell's rows (replacing any earlier ones); the cell's identity columns are set here."""
-        rows = rows.assign(**asdict(cell))
+        rows = rows.assign(**asdict(cell), **{COUNT_COLUMN: len(rows)})
         ordered = ROW_COLUMNS + [c for c in rows.columns if c not in ROW_COLUMNS]
         buffer = io.StringIO()
         rows[ordered].to_csv(buffer, index=False)
