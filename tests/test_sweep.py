@@ -1,7 +1,14 @@
 """`wmbench sweep`: resumes where it stopped, reports failing cells and completes the others."""
 
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from test_cli import WMBENCH
 
 from wmbench.errors import UsageError
 from wmbench.evaluate import cell_of
@@ -79,3 +86,45 @@ def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path):
     for seed in (0, 1):
         assert fit_times[(seed, 3)] == fit_times[(seed, 5)], "both horizons of a seed use one trained model"
     assert fit_times[(0, 3)] != fit_times[(1, 3)]
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_no_worker_outlives_a_killed_driver(hopper_dataset, tmp_path):
+    args = [WMBENCH, "sweep", "--models", "polygrad", "--envs", "hopper", "--seeds", "0,1,2,3", "--profile",
+            "smoke", "--workers", "2"]
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "WMBENCH_RESULTS": str(tmp_path / "results"),
+                                   "WMBENCH_CACHE": str(tmp_path / "cache")})
+    deadline, workers = time.monotonic() + 120, []
+    while time.monotonic() < deadline and len(workers) < 2 and driver.poll() is None:
+        workers = [p for p in _children(driver.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        time.sleep(0.2)
+    assert len(workers) == 2, "the sweep started its two workers"
+    helpers = _children(driver.pid)  # the workers and multiprocessing's resource tracker
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(map(_running, helpers)):
+        time.sleep(0.2)
+    assert not [p for p in helpers if _running(p)], "every worker ended with its driver"

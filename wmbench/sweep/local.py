@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable
 
@@ -14,8 +16,20 @@ from wmbench.results import ResultsStore
 from wmbench.sweep.grid import Evaluator, Outcome, run_group
 
 
-def _init_worker(threads: int) -> None:
+ORPHAN_CHECK_S = 1.0  # how often a worker looks whether its driver is still there
+
+
+def _init_worker(threads: int, driver: int) -> None:
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_when_orphaned, args=(driver,), daemon=True).start()
+
+
+def _exit_when_orphaned(driver: int) -> None:
+    """End this worker once its driver is gone (killed, even by SIGKILL, which it cannot pass on): the
+    worker is then re-parented. Its cell's files are atomic and locked, so a rerun resumes."""
+    while os.getppid() == driver:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)
 
 
 def run_local(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: Evaluator, workers: int,
@@ -28,7 +42,8 @@ def run_local(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: E
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(run_group, group, str(store.root), evaluator): group for group in groups}
         try:
             for future in as_completed(futures):
