@@ -259,3 +259,26 @@ def test_bf16_generation_is_a_cell_of_its_own(hopper_dataset, tmp_path):
     assert set(store.read()["precision"]) == {"fp32", "bf16"}
     mse = [t.loc[t["metric"] == "mse", "value"].to_numpy() for t in tables]
     assert np.isfinite(mse[1]).all() and not np.array_equal(mse[0], mse[1]), "bf16 generation differs"
+
+
+def test_workspace_problems_get_one_line(monkeypatch, capsys, hopper_dataset, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("WMBENCH_RESULTS", str(a_file))
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--model", "linear", "--env", "hopper", "--profile",
+                            "smoke")
+    assert code == 2 and "Not a directory" in err and "check the workspace" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_stored_cell_is_read_without_writing_anything(monkeypatch, hopper_dataset, tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    request = EvalRequest(model="linear", env="hopper", profile="smoke")
+    stored = evaluate(request, store=store, progress=False, say=lambda m: None)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(ResultsStore, "lock", read_only)  # as in a read-only workspace: no lock can be taken
+    again = evaluate(request, store=store, progress=False, say=lambda m: None)
+    pd.testing.assert_frame_equal(again, stored)

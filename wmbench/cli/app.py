@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import warnings
@@ -70,6 +71,10 @@ def split(value: str, kind: type = str, option: str = "") -> list:
     return items
 
 
+# a file where a folder should be, a folder that cannot be written, a full disk: the user's to fix
+WORKSPACE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOSPC}
+
+
 def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"wmbench: warning: {message}\n"
 
@@ -80,6 +85,13 @@ def main() -> None:
         app()
     except WmbenchError as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in WORKSPACE_ERRORS:
+            raise
+        print(f"wmbench: error: cannot use {err.filename or 'a workspace path'} ({err.strerror}): check the "
+              "workspace (--workspace, WMBENCH_HOME, WMBENCH_CACHE, WMBENCH_RESULTS, MINARI_DATASETS_PATH): "
+              "folders that can be written, not files", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("wmbench: interrupted; finished results and checkpoints are kept", file=sys.stderr)
