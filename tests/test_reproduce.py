@@ -112,6 +112,7 @@ def test_evaluate_into_a_committed_store_from_a_dirty_tree_is_refused(monkeypatc
 def test_metrics_newer_than_the_stored_cell_are_not_differences(smoke_cell, tmp_path):
     rows = pd.read_csv(smoke_cell)
     older = tmp_path / smoke_cell.name
-    rows[rows["metric"] != "action_w1"].to_csv(older, index=False)  # as a cell stored before W1 was added
+    kept = rows[rows["metric"] != "action_w1"]  # as a cell stored before W1 was added
+    kept.assign(n_rows=len(kept)).to_csv(older, index=False)
     result = reproduce(older, progress=False)
     assert result.identical and result.added == ["action_w1"]
