@@ -122,3 +122,16 @@ def test_an_interrupted_ppo_run_resumes_from_its_state(tmp_path, monkeypatch):
     assert list(returns(resumed).index) == list(returns(whole).index) == [0, 128, 256, 384]
     # the evaluations before the interruption are the stored ones, not computed again
     assert returns(resumed).loc[:256].tolist() == returns(whole).loc[:256].tolist()
+
+
+@pytest.mark.parametrize("name", ["../outside.csv", "/tmp/absolute.csv", "hopper/../../up.csv", "a\\..\\b.csv", ""])
+def test_files_a_ray_task_returns_cannot_land_outside_their_root(tmp_path, name):
+    from wmbench.errors import UsageError
+    from wmbench.sweep.ray_backend import write_files
+
+    root = tmp_path / "store"
+    with pytest.raises(UsageError, match="refusing to write"):
+        write_files(root, {"hopper/linear/fine.csv": b"x", name: b"payload"})
+    assert not root.exists() and not (tmp_path / "outside.csv").exists(), "nothing written, not even the fine one"
+    write_files(root, {"hopper/linear/fine.csv": b"x"})
+    assert (root / "hopper/linear/fine.csv").read_bytes() == b"x"
