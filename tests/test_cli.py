@@ -200,7 +200,7 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     code, out, _ = run_main(monkeypatch, capsys, "data", "show", "wmbench/halfcheetah/random-v0")
     assert '"steps": 120' in out and '"behaviour_policy": "random"' in out and '"seed": 3' in out
     code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "0")
-    assert code == 2 and "--steps must be positive" in err
+    assert code == 2 and "--steps must be from 2 to" in err
     code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--policy", "ppo")
     assert code == 2 and "unknown behaviour policy 'ppo'; choose one of: random, sac" in err
 
@@ -218,7 +218,7 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     (["--horizons", "10,x"], "--horizons takes a comma-separated list"),
     (["--seeds", ""], "--seeds takes a comma-separated list"),
     (["--profile", "huge"], "unknown profile 'huge'"),
-    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "0"], "--workers must be from 1 to 256"),
 ])
 def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args, expected):
     code, out, err = run_main(monkeypatch, capsys, "sweep", "--profile", "smoke", *args)
@@ -229,8 +229,8 @@ def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args
 @pytest.mark.parametrize("args, expected", [
     (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: fp32, bf16"),
     (["--models", "nope"], "unknown model 'nope'"),
-    (["--batch", "0"], "--batch, --repeats and --updates must be positive"),
-    (["--train", "--updates", "0"], "--batch, --repeats and --updates must be positive"),
+    (["--batch", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates"),
+    (["--train", "--updates", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates"),
 ])
 def test_bench_bad_input(monkeypatch, capsys, args, expected):
     code, _, err = run_main(monkeypatch, capsys, "bench", "--profile", "smoke", "--horizons", "2", *args)

@@ -110,10 +110,11 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_no_worker_outlives_a_killed_driver(hopper_dataset, tmp_path):
+@pytest.mark.parametrize("how", ["SIGKILL to the driver", "SIGTERM to the driver", "Ctrl-C (SIGINT to the group)"])
+def test_no_worker_outlives_a_killed_driver(hopper_dataset, tmp_path, how):
     args = [WMBENCH, "sweep", "--models", "polygrad", "--envs", "hopper", "--seeds", "0,1,2,3", "--profile",
             "smoke", "--workers", "2"]
-    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                               env={**os.environ, "WMBENCH_RESULTS": str(tmp_path / "results"),
                                    "WMBENCH_CACHE": str(tmp_path / "cache")})
     deadline, workers = time.monotonic() + 120, []
@@ -122,8 +123,11 @@ def test_no_worker_outlives_a_killed_driver(hopper_dataset, tmp_path):
         time.sleep(0.2)
     assert len(workers) == 2, "the sweep started its two workers"
     helpers = _children(driver.pid)  # the workers and multiprocessing's resource tracker
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    if how.startswith("Ctrl-C"):
+        os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process of the group
+    else:
+        driver.send_signal(signal.SIGKILL if how.startswith("SIGKILL") else signal.SIGTERM)
+    driver.wait(timeout=60)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(map(_running, helpers)):
         time.sleep(0.2)

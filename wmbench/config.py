@@ -30,6 +30,9 @@ SECTIONS: dict[str, type] = {}  # the shared config sections (`data`, `policy`, 
 MODEL_SECTIONS: dict[str, type] = {}  # a registered model's name -> its `Config` (`models.base.register_model`)
 
 
+MAX_NUMBER = 2 ** 63 - 1  # what torch and numpy hold as an integer: anything larger is a typo
+
+
 def param(default: Any, doc: str, runtime: bool = False, *, low: float | None = None, above: float | None = None,
           high: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with a default, a one-line doc and its valid values (`value >= low`,
@@ -83,7 +86,7 @@ def check_config(config: Any, section: str) -> None:
         if meta.get("choices"):
             bad = value not in meta["choices"]
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            bad = (not math.isfinite(value) or (meta.get("low") is not None and value < meta["low"])
+            bad = (not math.isfinite(value) or abs(value) > MAX_NUMBER or (meta.get("low") is not None and value < meta["low"])
                    or (meta.get("above") is not None and value <= meta["above"])
                    or (meta.get("high") is not None and value > meta["high"]))
         else:

@@ -26,6 +26,8 @@ from wmbench.oracle import simulator_state
 from wmbench.paths import datasets_root
 from wmbench.provenance import git_commit, package_version, package_versions
 
+MAX_DATASET_STEPS = 100_000_000  # 100x the paper's datasets
+
 ActionFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -153,11 +155,14 @@ def make_card(env: EnvSpec, policy: str, steps: int, seed: int, episodes: list[d
 def make_random_dataset(env: EnvSpec, steps: int, seed: int = 0, progress: bool = True,
                         overwrite: bool = False) -> str:
     """Uniform random actions: the dataset `wmbench/ENV/random-v0`."""
+    dataset_id = default_dataset_id(env.name, "random")
+    if dataset_dir(dataset_id).exists() and not overwrite:  # before the steps, not after them
+        raise DatasetError(f"dataset {dataset_id} already exists at {dataset_dir(dataset_id)}; "
+                           "pass --overwrite to replace it")
     rng = np.random.default_rng(seed)
     episodes = collect_episodes(
         env, lambda obs: rng.uniform(-1.0, 1.0, env.act_dim), steps, seed, progress=progress
     )
-    dataset_id = default_dataset_id(env.name, "random")
     card = make_card(env, "random", steps, seed, episodes,
                      description=f"{steps} steps of uniform random actions in {env.gym_id}")
     write_dataset(dataset_id, env, episodes, card, algorithm_name="random", overwrite=overwrite)

@@ -10,7 +10,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+import typer.exceptions
 from rich.console import Console
 from rich.table import Table
 
@@ -71,6 +73,8 @@ def split(value: str, kind: type = str, option: str = "") -> list:
     return items
 
 
+# click's usage errors: typer before 0.2x raises click's own, newer typer a vendored click's (a TyperException)
+PARSER_ERRORS = tuple({click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException)})
 # a file where a folder should be, a folder that cannot be written, a full disk: the user's to fix
 WORKSPACE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOSPC}
 
@@ -82,7 +86,16 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
 def main() -> None:
     warnings.formatwarning = _warning_line  # one readable line, not a source location
     try:
-        app()
+        code = app(standalone_mode=False)  # the parser's usage errors come here too, to be one line
+    except PARSER_ERRORS as err:  # an unknown option, a value of the wrong type, a missing argument
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `wmbench` or `wmbench data`: the help
+            print(err.format_message())
+            sys.exit(0)
+        context = getattr(err, "ctx", None)
+        message = " ".join(err.format_message().split())
+        print(f"wmbench: error: {message} (see `{context.command_path if context else 'wmbench'} --help`)",
+              file=sys.stderr)
+        sys.exit(err.exit_code)
     except WmbenchError as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -93,9 +106,10 @@ def main() -> None:
               "workspace (--workspace, WMBENCH_HOME, WMBENCH_CACHE, WMBENCH_RESULTS, MINARI_DATASETS_PATH): "
               "folders that can be written, not files", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort, click.Abort):
         print("wmbench: interrupted; finished results and checkpoints are kept", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)  # `typer.Exit(1)` returns its code here
 
 
 if __name__ == "__main__":

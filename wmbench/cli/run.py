@@ -172,12 +172,13 @@ def sweep(
     from wmbench.provenance import check_clean_tree
     from wmbench.sweep import RayOptions, grid, run_sweep
 
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if not 1 <= workers <= 256:
+        raise UsageError(f"--workers must be from 1 to 256, got {workers}")
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend must be local or ray, got {backend!r}")
-    if cpus_per_task <= 0 or gpus_per_task < 0:
-        raise UsageError("--cpus-per-task must be positive and --gpus-per-task not negative")
+    if not (0 < cpus_per_task <= 1024 and 0 <= gpus_per_task <= 64):  # NaN fails both
+        raise UsageError(f"--cpus-per-task must be from 0 to 1024 (above 0) and --gpus-per-task from 0 to 64, "
+                         f"got {cpus_per_task} and {gpus_per_task}")
     ray = RayOptions(address, cpus_per_task, gpus_per_task) if backend == "ray" else None
     requests = grid(split(models, option="--models"), split(envs, option="--envs"),
                     split(horizons, int, "--horizons"), split(seeds, int, "--seeds"),
@@ -215,8 +216,9 @@ def bench(
     import wmbench.sections  # noqa: F401 - every config section a profile or --set may name
     from wmbench.bench import matched, ratio_rows, run_bench, run_train_bench
 
-    if batch < 1 or repeats < 1 or updates < 1:
-        raise UsageError(f"--batch, --repeats and --updates must be positive, got {batch}, {repeats} and {updates}")
+    if not (1 <= batch <= 1_000_000 and 1 <= repeats <= 1000 and 1 <= updates <= 1_000_000):
+        raise UsageError(f"--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates (1 to 1,000,000) must be "
+                         f"positive and in range, got {batch}, {repeats} and {updates}")
     names = split(models, option="--models")
     if train:
         run_train_bench(names, split(horizons, int, "--horizons"), env=env, profile=profile, overrides=tuple(set_),
@@ -244,6 +246,9 @@ def reproduce(
     are identical, 1 when any differs. The dataset must be in this workspace (`wmbench data make`)."""
     import wmbench.sections  # noqa: F401 - every config section a profile or --set may name
     from wmbench.reproduce import commit_note
+
+    if show < 0:
+        raise UsageError(f"--show must be a number of rows (0 or more), got {show}")
     from wmbench.reproduce import reproduce as run
 
     start = time.perf_counter()

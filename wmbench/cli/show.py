@@ -159,13 +159,18 @@ def data_make(
 ) -> None:
     """Record Minari datasets wmbench/ENV/... with the simulator state of every observation."""
     from wmbench import data
+    from wmbench.cells import MAX_SEED
     from wmbench.envs import get_env
-    from wmbench.recording import make_random_dataset
+    from wmbench.recording import MAX_DATASET_STEPS, make_random_dataset
 
     if policy not in ("random", "sac"):
         raise UsageError(f"unknown behaviour policy {policy!r}; choose one of: random, sac")
-    if steps is not None and steps < 1:
-        raise UsageError(f"--steps must be positive, got {steps}")
+    if steps is not None and not 2 <= steps <= MAX_DATASET_STEPS:
+        raise UsageError(f"--steps must be from 2 to {MAX_DATASET_STEPS:,}, got {steps}")
+    if not 1 <= final_episodes <= 100_000:
+        raise UsageError(f"--final-episodes must be from 1 to 100,000, got {final_episodes}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be from 0 to {MAX_SEED}, got {seed}")
     spec = get_env(env)
     if policy == "random":
         made = [make_random_dataset(spec, steps or 100_000, seed=seed, overwrite=overwrite)]
