@@ -2,13 +2,13 @@
 
 import json
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from test_cli import run_main
 
-from wmbench import cli, provenance
+from wmbench import provenance
 from wmbench.cells import EvalRequest
 from wmbench.errors import UsageError
 from wmbench.evaluate import evaluate
@@ -30,14 +30,6 @@ def smoke_cell(hopper_dataset, tmp_path_factory):
         torch.set_num_threads(saved)
     (path,) = store.root.glob("*/*/*.csv")
     return path
-
-
-def run_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["wmbench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_reproduce_round_trip_is_identical(smoke_cell, monkeypatch, capsys):

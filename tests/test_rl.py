@@ -2,6 +2,7 @@
 stores the same rows for every model and PPO, refuses bad settings in one line; the models' online
 hooks do what they say."""
 
+import contextlib
 import dataclasses
 import math
 
@@ -45,14 +46,11 @@ def tiny_polygrad():
     return cls(3, 2, cls.Config(diffusion_steps=4, width=32, blocks=1, horizon=4, batch_size=32, ema_start=5))
 
 
-def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
-    real = linear_real_env(LinearSystem.random(obs_dim=3, act_dim=2, noise_std=0.05, seed=1), length=30)
-    settings = rl.RLConfig(env_steps=500, eval_every=200, eval_episodes=2)
-    loop = dataclasses.replace(LOOP, random_steps=100, steps_per_iteration=100, imagined=16, horizon=4,
-                               agent_updates_per_step=0.05, pretrain_updates=10, model_updates_per_step=0.1)
-    whole = rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, progress=False)
-
-    state, save, saves = tmp_path / "run.rl-state.pt", rl_loop.save_state, []
+@contextlib.contextmanager
+def dies_at_second_save(monkeypatch, module):
+    """Inside the block, `module.save_state` saves and then, at its second call, raises KeyboardInterrupt
+    (an interrupted run with a state to resume from); the real one is back afterwards."""
+    save, saves = module.save_state, []
 
     def save_then_die(path, value):
         save(path, value)
@@ -60,10 +58,23 @@ def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path, m
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(rl_loop, "save_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(module, "save_state", save_then_die)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(module, "save_state", save)
+
+
+def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    real = linear_real_env(LinearSystem.random(obs_dim=3, act_dim=2, noise_std=0.05, seed=1), length=30)
+    settings = rl.RLConfig(env_steps=500, eval_every=200, eval_episodes=2)
+    loop = dataclasses.replace(LOOP, random_steps=100, steps_per_iteration=100, imagined=16, horizon=4,
+                               agent_updates_per_step=0.05, pretrain_updates=10, model_updates_per_step=0.1)
+    whole = rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, progress=False)
+
+    state = tmp_path / "run.rl-state.pt"
+    with dies_at_second_save(monkeypatch, rl_loop), pytest.raises(KeyboardInterrupt):
         rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, state_path=state, progress=False)
-    monkeypatch.setattr(rl_loop, "save_state", save)
     resumed = rl.run_imagination(tiny_polygrad(), real, settings, loop, seed=3, state_path=state, progress=False)
 
     def results(frame):  # timings differ between runs; everything else must not

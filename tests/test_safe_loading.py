@@ -10,7 +10,8 @@ import zipfile
 
 import pytest
 import torch
-from test_sac import sac_datasets, sac_root  # noqa: F401 - the fixtures of a tiny SAC run
+from test_rl import dies_at_second_save
+from test_sac import sac_datasets, sac_root  # noqa: F401, F811 - the fixtures of a tiny SAC run
 
 import wmbench.rl as rl
 import wmbench.rl.ppo as rl_ppo
@@ -104,18 +105,9 @@ def test_an_interrupted_ppo_run_resumes_from_its_state(tmp_path, monkeypatch):
     config = rl_ppo.PPOConfig(n_steps=64, batch_size=32, n_epochs=2)
     whole = rl_ppo.run_ppo(real, settings, config, seed=2, progress=False)
 
-    state, save, saves = tmp_path / "ppo.rl-state.pt", rl_ppo.save_state, []
-
-    def save_then_die(path, value):
-        save(path, value)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(rl_ppo, "save_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    state = tmp_path / "ppo.rl-state.pt"
+    with dies_at_second_save(monkeypatch, rl_ppo), pytest.raises(KeyboardInterrupt):
         rl_ppo.run_ppo(real, settings, config, seed=2, state_path=state, progress=False)
-    monkeypatch.setattr(rl_ppo, "save_state", save)
     resumed = rl_ppo.run_ppo(real, settings, config, seed=2, state_path=state, progress=False)
 
     returns = lambda f: f[f["metric"] == "return"].set_index("step")["value"]  # noqa: E731

@@ -151,15 +151,18 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     config = eval_config(request)
     device = resolve_device(request.device)
     warn_if_bf16_is_emulated(device, cell.precision)
-    stored = None if force else store.load(cell)  # read without a lock: a read-only store can still be read
-    if stored is not None:
-        say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
-        return stored
-    with store.lock(cell, lambda: say(f"waiting: another process is computing {store.path(cell)}")):
-        stored = None if force else store.load(cell)
-        if stored is not None:
+
+    def stored() -> pd.DataFrame | None:
+        rows = None if force else store.load(cell)
+        if rows is not None:
             say(f"already in the results store: {store.path(cell)} (pass --force to recompute)")
-            return stored
+        return rows
+
+    if (rows := stored()) is not None:  # read without the lock: a read-only store can still be read
+        return rows
+    with store.lock(cell, lambda: say(f"waiting: another process is computing {store.path(cell)}")):
+        if (rows := stored()) is not None:  # computed by the process we waited for
+            return rows
         store.write(cell, _compute(request, cell, config, device, make_missing, progress, say))
     return store.load(cell)
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -72,7 +71,8 @@ def request_of(rows: pd.DataFrame, device: str = "cpu", profile: str | None = No
     config = json.loads(first["config"])
     model = str(first["model"])
     fixed_horizon = get_model_class(model).fixed_horizon
-    overrides = tuple(f"{section}.{key}={_toml(value)}" for section, fields in config.items()
+    # JSON and TOML agree on the literals of numbers, strings, booleans and arrays
+    overrides = tuple(f"{section}.{key}={json.dumps(value)}" for section, fields in config.items()
                       for key, value in fields.items() if not (section == model and key == "horizon" and fixed_horizon))
     label = str(first["policy"])
     policy, std = ("behaviour", float(label[len(BEHAVIOUR_LABEL):])) if label.startswith(BEHAVIOUR_LABEL) \
@@ -81,11 +81,6 @@ def request_of(rows: pd.DataFrame, device: str = "cpu", profile: str | None = No
                        profile=profile or str(first["profile"]), overrides=overrides, dataset=str(first["dataset"]),
                        device=device, policy=policy, precision=str(first.get("precision", "fp32")),
                        **({} if std is None else {"policy_std": std}))
-
-
-def _toml(value) -> str:
-    """A JSON value as a TOML literal (they agree on numbers, strings, booleans and arrays)."""
-    return json.dumps(value)
 
 
 def recorded_threads(device: str) -> int | None:
@@ -134,10 +129,7 @@ def _diff(stored: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
 
 
 def _same(a, b) -> bool:
-    try:
-        return bool(np.isclose(float(a), float(b), rtol=0, atol=0))
-    except (TypeError, ValueError):
-        return str(a) == str(b)
+    return bool(a == b or (pd.isna(a) and pd.isna(b)))
 
 
 @contextlib.contextmanager
