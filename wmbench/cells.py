@@ -141,10 +141,13 @@ def checkpoint_path(model_cls: type[WorldModel], cell: Cell, overrides: tuple[st
     """Keyed by the dataset's fingerprint and the resolved config, so that neither a remade
     dataset, an edited profile nor an override silently reuses a stale model. `profile`: the
     request's (a profile file's path), where the cell keeps only its label."""
-    config = model_config(model_cls, profile or cell.profile, cell.horizon, overrides, cell.env)
+    profile = profile or cell.profile
+    config = model_config(model_cls, profile, cell.horizon, overrides, cell.env)
     slug = f"{cell.dataset.replace('/', '.')}-{dataset_fingerprint(cell.dataset)}"
     horizon = f"-h{cell.horizon}" if model_cls.fixed_horizon else ""
-    name = f"{cell.model}-{profile_label(cell.profile)}-{config_hash(config)}-s{cell.seed}{horizon}.pt"
+    size = build_config(DataConfig, profile, "data", overrides).train_transitions
+    subset = f"-n{size}" if size else ""  # trained on a subset of the training episodes
+    name = f"{cell.model}-{profile_label(cell.profile)}-{config_hash(config)}-s{cell.seed}{horizon}{subset}.pt"
     return checkpoints_root() / cell.env / slug / name
 
 

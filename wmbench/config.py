@@ -17,10 +17,11 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from wmbench.errors import UsageError
 from wmbench.paths import user_profiles_dir
@@ -34,20 +35,24 @@ MAX_NUMBER = 2 ** 63 - 1  # what torch and numpy hold as an integer: anything la
 
 
 def param(default: Any, doc: str, runtime: bool = False, *, low: float | None = None, above: float | None = None,
-          high: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+          high: float | None = None, choices: tuple[str, ...] | None = None, added: bool = False) -> Any:
     """A dataclass field with a default, a one-line doc and its valid values (`value >= low`,
     `value > above`, `value <= high`, or one of `choices`), which every profile and `--set` value is
     checked against. A `runtime` field changes how a result is computed, never the result (how
-    often training state is saved): it is left out of config hashes."""
-    metadata = {"doc": doc, "runtime": runtime, "low": low, "above": above, "high": high, "choices": choices}
+    often training state is saved): it is left out of config hashes. An `added` field came after
+    results were stored: at its default it is left out of config hashes, so those results keep theirs."""
+    metadata = {"doc": doc, "runtime": runtime, "low": low, "above": above, "high": high, "choices": choices,
+                "added": added}
     if isinstance(default, (list, dict, tuple)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def identity(config: Any) -> dict[str, Any]:
-    """A config dataclass as a dict of the fields that shape results (runtime fields left out)."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if not f.metadata.get("runtime")}
+    """A config dataclass as a dict of the fields that shape results (runtime fields, and added
+    fields at their default, left out)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if not f.metadata.get("runtime") and not (f.metadata.get("added") and getattr(config, f.name) == f.default)}
 
 
 def config_section(name: str):

@@ -39,6 +39,9 @@ class DataConfig:
     """The dataset an evaluation makes on first use."""
 
     steps: int = param(100_000, "environment steps of a dataset made on first use", low=2)
+    train_transitions: int = param(0, "train the world model on about this many transitions: whole training "
+                                      "episodes in an order drawn with the cell's seed, so a smaller subset lies "
+                                      "inside a larger one (0: every training episode)", low=0, added=True)
 
 
 def default_dataset_id(env: str, policy: str = "random") -> str:
@@ -83,6 +86,14 @@ class OfflineData:
     qvel: np.ndarray | None = None  # [N, nv] float64
     exact_states: bool = True
     """False when qpos/qvel were rebuilt from observations (datasets that store no state)."""
+    drawn_from: OfflineData | None = None
+    """The data a subset was drawn from (`subset`): models fit their normalisers on it, so that the
+    scale a model works in does not change with the amount of data it learns from."""
+
+    @property
+    def normalising(self) -> OfflineData:
+        """What a model fits its normalisers on: all the data a subset was drawn from, else this."""
+        return self.drawn_from if self.drawn_from is not None else self
 
     @property
     def n_transitions(self) -> int:
@@ -117,6 +128,18 @@ class OfflineData:
             episode_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             qpos=pick(self.qpos), qvel=pick(self.qvel), exact_states=self.exact_states,
         )
+
+    def subset(self, transitions: int, seed: int) -> OfflineData:
+        """Whole episodes, in an order drawn with `seed`, up to the first that brings the count to at
+        least `transitions`: nested (a smaller subset is a prefix of a larger one of the same seed)."""
+        if not 0 < transitions <= self.n_transitions:
+            raise DatasetError(f"{self.dataset_id}: cannot train on {transitions} transitions; its training "
+                               f"split holds {self.n_transitions} (data.train_transitions: 1 to {self.n_transitions}, "
+                               "or 0 for all)")
+        order = np.random.default_rng(seed).permutation(self.n_episodes)
+        lengths = np.diff(self.episode_starts)[order]
+        n = int(np.searchsorted(np.cumsum(lengths), transitions)) + 1
+        return dataclasses.replace(self.select_episodes(np.sort(order[:n])), drawn_from=self)
 
     def split(self, held_out_fraction: float = 0.1, seed: int = 0) -> tuple[OfflineData, OfflineData]:
         """`(train, held_out)` by whole episodes; the same seed gives the same split."""
@@ -235,7 +258,7 @@ def load_dataset(dataset_id: str) -> OfflineData:
             pass  # rebuilt below
     data = _read_minari(dataset_id)
     buffer = io.BytesIO()
-    arrays = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name != "dataset_id"}
+    arrays = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name not in ("dataset_id", "drawn_from")}
     np.savez(buffer, **arrays)
     for stale in flat.parent.glob("flat-*.npz"):
         stale.unlink(missing_ok=True)

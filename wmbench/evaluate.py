@@ -177,7 +177,7 @@ class Trial:
     policy: GaussianPolicy
     held_out: OfflineData
     starts: np.ndarray  # indices into held_out
-    obs_std: np.ndarray  # of the training data, for mse_norm
+    obs_std: np.ndarray  # of all the training data (whatever subset a model learns from), for mse_norm
     device: str
     precision: str
     warmup: int
@@ -188,7 +188,7 @@ class Trial:
         """The cell's trial: `config.n_trajectories` start states drawn from the held-out data with its seed."""
         env = get_env(cell.env)
         starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
-        return cls(request, env, Oracle(env), policy, held_out, starts, train.observations.std(axis=0), device,
+        return cls(request, env, Oracle(env), policy, held_out, starts, train.normalising.observations.std(axis=0), device,
                    cell.precision, config.warmup_trajectories)
 
     def run(self, model: WorldModel, say: Callable[[str], None],
@@ -227,6 +227,9 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides,
                                                  cell.policy, make_missing, progress, say)
         policy = policy.to(device)
+        size = build_config(DataConfig, request.profile, "data", request.overrides).train_transitions
+        if size:  # the model learns from a subset; the policy, normalisers and start states stay the full data's
+            train = train.subset(size, seed=request.seed)
     path = checkpoint_path(model_cls, cell, request.overrides, request.profile)
     with watch("model"):  # trained or loaded, then adapted to the policy
         model = load_or_fit_model(model_cls, cell, request, train, device, progress, say, config.eval_every)
@@ -239,6 +242,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         rows = metric_rows(traj, replay, trial.obs_std, observation_names(trial.env.name))
         rows += calibration_rows(policy.standardise(traj.observations[:, :-1], traj.actions).cpu().numpy())
         rows += [(name, k, float(v)) for name, series in model.diagnostics().items() for k, v in enumerate(series)]
+        rows += objective_rows(model, train, held_out)
     rows += [("gen_time_s", request.horizon, gen_time), ("fit_time_s", 0, model.fit_report.seconds)]
     table = pd.DataFrame(rows, columns=["metric", "step", "value"])
     if config.eval_every:
@@ -250,7 +254,9 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
                                             watch.seconds.items()], columns=["metric", "step", "value"])],
                       ignore_index=True)
     return table.assign(
-        n_trajectories=len(trial.starts), overrides=canonical_overrides(request.overrides),
+        n_trajectories=len(trial.starts), train_transitions=train.n_transitions, train_episodes=train.n_episodes,
+        dataset_train_transitions=train.normalising.n_transitions,
+        overrides=canonical_overrides(request.overrides),
         config=json.dumps(cell_config(request), sort_keys=True), **provenance(device),
         **datasets.card_columns(cell.dataset),
     )
@@ -298,6 +304,13 @@ def metric_rows(traj, replay, obs_std: np.ndarray, dim_names: tuple[str, ...]) -
         "term_disagree": metrics.termination_disagreement(traj.terminals.cpu().numpy(), replay.terminals),
     }
     return [(name, k + 1, float(v)) for name, curve in curves.items() for k, v in enumerate(curve)] + per_dim
+
+
+def objective_rows(model: WorldModel, train: OfflineData, held_out: OfflineData) -> list[tuple[str, int, float]]:
+    """The model's training objective on the data it learnt from and on the held-out episodes (step 0):
+    their gap is its overfitting. None for a model without one (persistence)."""
+    losses = {"train_loss": model.objective(train), "held_out_loss": model.objective(held_out)}
+    return [(name, 0, value) for name, value in losses.items() if value is not None]
 
 
 def calibration_rows(z: np.ndarray) -> list[tuple[str, int, float]]:

@@ -152,7 +152,11 @@ def sweep(
     n_trajectories: Optional[int] = typer.Option(None, help="Trajectories per cell (default: the profile's)."),
     eval_every: Optional[int] = typer.Option(None, help=EVAL_EVERY_HELP),
     policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
-    policy_std: Optional[float] = typer.Option(None, help="Std of the behaviour policy (default: 0.2)."),
+    policy_std: Optional[str] = typer.Option(None, help="Comma-separated stds of the behaviour policy, each its own "
+                                                        "cell (default: 0.2): the policy-entropy axis."),
+    grid_: List[str] = typer.Option([], "--grid", help="SECTION.KEY=V1,V2,...: also vary a setting (any key --set takes, "
+                                                       "e.g. data.train_transitions=5000,20000); repeatable, the "
+                                                       "cartesian product with the other axes, each value its own cell."),
     backend: str = typer.Option("local", help="local (--workers processes on this machine) or ray (a Ray task per "
                                               "checkpoint group; pip install 'wmbench\\[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray: the cluster to join (auto: the running one; default: "
@@ -161,7 +165,7 @@ def sweep(
     gpus_per_task: float = typer.Option(0, help="Ray: GPUs per task (with --device cuda)."),
     allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
-    """Evaluate every (model, env, horizon, seed) cell that is not in the results store yet.
+    """Evaluate every (model, env, horizon, seed, and --grid setting) cell that is not in the results store yet.
 
     Rerun the same command to resume an interrupted sweep. A failing cell is reported (its traceback
     beside where its results would be) and the others complete; the exit code is 1 if any failed.
@@ -182,8 +186,9 @@ def sweep(
     ray = RayOptions(address, cpus_per_task, gpus_per_task) if backend == "ray" else None
     requests = grid(split(models, option="--models"), split(envs, option="--envs"),
                     split(horizons, int, "--horizons"), split(seeds, int, "--seeds"),
+                    axes=grid_, policy_stds=[] if policy_std is None else split(policy_std, float, "--policy-std"),
                     profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories,
-                    eval_every=eval_every, policy=policy, **({} if policy_std is None else {"policy_std": policy_std}))
+                    eval_every=eval_every, policy=policy)
     check_clean_tree(results_root(), allow_dirty)
     outcome = run_sweep(requests, workers=workers, ray=ray)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "

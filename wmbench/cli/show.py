@@ -22,19 +22,24 @@ def report(
     out: Optional[Path] = typer.Option(None, help="Folder for the figures, tables and README.md (default: the "
                                                   "workspace's report/)."),
     profile: Optional[str] = typer.Option(None, help="Profile to report (default: the only one in the store)."),
+    against: Optional[str] = typer.Option(None, help="Draw the error against a setting a sweep varied instead: "
+                                                     "data.train_transitions, policy_std, or any SECTION.KEY."),
 ) -> None:
     """Draw the paper's comparison figures and tables (means with 95% Student-t intervals over seeds, paired
     comparisons and the findings they back) from the results store, with a README.md that shows them and
-    their provenance."""
+    their provenance. With --against KEY: the error, aggregate, comparisons and overfitting at each value
+    of KEY (the data-size and policy-entropy studies)."""
+    import wmbench.sections  # noqa: F401 - every config section a grid key may name
     from wmbench.config import profile_label
     from wmbench.paths import workspace
-    from wmbench.report import write_report
+    from wmbench.report import write_grid_report, write_report
     from wmbench.results import ResultsStore
 
     if results is not None and not results.is_dir():
         raise UsageError(f"results folder {results} does not exist")
     out = out or workspace() / "report"
-    written = write_report(ResultsStore(results), out, profile and profile_label(profile))
+    store, profile = ResultsStore(results), profile and profile_label(profile)
+    written = write_grid_report(store, out, against, profile) if against else write_report(store, out, profile)
     console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -59,17 +60,27 @@ class ARDiffusion(AutoregressiveWorldModel):
         y_t = self.schedule.add_noise(y0, t, torch.randn_like(y0))
         return F.mse_loss(self.denoiser(y_t, cond, t), y0)
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
-        c, device = self.config, self.device
-        generator = generator or torch.Generator(device).manual_seed(0)
+    @staticmethod
+    def _pairs(data: OfflineData) -> tuple[np.ndarray, np.ndarray]:
+        """Raw `(cond [N, obs + act], target [N, obs + 2])` of every transition."""
         cond = np.concatenate([data.observations, data.actions], axis=1)
         target = np.concatenate([data.next_observations, data.rewards[:, None],
                                  data.terminals[:, None].astype(np.float32)], axis=1)
+        return cond, target
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        cond, target = (torch.as_tensor(a, device=self.device) for a in self._pairs(data))
+        cond, y0 = self.cond_norm.normalise(cond)[:, None], self.target_norm.normalise(target)[:, None]
+        return len(y0), lambda idx: self.loss(y0[idx], cond[idx])
+
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
+        c, device = self.config, self.device
+        generator = generator or torch.Generator(device).manual_seed(0)
+        cond, target = self._pairs(data.normalising)
         self.cond_norm = Normaliser.fit(cond).to(device)
         self.target_norm = Normaliser.fit(target).to(device)
-        cond = self.cond_norm.normalise(torch.as_tensor(cond, device=device))[:, None]
-        y0 = self.target_norm.normalise(torch.as_tensor(target, device=device))[:, None]
-        result = fit_denoiser(self, self.denoiser, lambda idx: self.loss(y0[idx], cond[idx]), len(y0), c,
+        n, loss = self.loss_items(data)
+        result = fit_denoiser(self, self.denoiser, loss, n, c,
                               generator=generator, desc=f"fit {self.name}", progress=progress, state_path=state_path)
         self.eval()
         self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
@@ -100,13 +111,17 @@ class ARDiffusionTwoRow(AutoregressiveWorldModel):
     def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
         c, model = self.config, self.trajectory
         generator = generator or torch.Generator(self.device).manual_seed(0)
-        n_windows, batch = model._window_batches(data)
-        result = fit_denoiser(self, model.denoiser, lambda ids: model.loss(*batch(ids)), n_windows, c,
+        model.fit_normalisers(data)
+        n_windows, loss = model.loss_items(data)
+        result = fit_denoiser(self, model.denoiser, loss, n_windows, c,
                               generator=generator, desc=f"fit {self.name}", progress=progress, state_path=state_path)
         self.eval()
         self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
                                     extra={"windows": n_windows, "resumed_from": result.resumed_from})
         return self.fit_report
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        return self.trajectory.loss_items(data)
 
     def step(self, obs_hist, act_hist, *, generator):
         model, obs_dim = self.trajectory, self.obs_dim

@@ -22,7 +22,7 @@ import io
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -157,6 +157,26 @@ class WorldModel(nn.Module, abc.ABC):
         """Online counterpart of `prepare`: the RL loop calls it with every batch the model imagined
         under a policy that keeps changing (PolyGRAD takes one step of its delta rule at `rate`).
         Default: no-op."""
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]] | None:
+        """`(n, loss)`: the data term of the model's training objective on `data` (with the normalisers
+        it has), as `loss(item indices)` over `n` items (transitions or windows); None: no objective."""
+        return None
+
+    @torch.no_grad()
+    def objective(self, data: OfflineData, *, items: int = 2048, batch: int = 256, seed: int = 0) -> float | None:
+        """The mean of `loss_items` over `items` items of `data` drawn with `seed`, the objective's own noise
+        (a diffusion model's t and noise) seeded too: the same number for the same model and data. On the
+        training data against held-out data, it shows overfitting."""
+        made = self.loss_items(data)
+        if made is None:
+            return None
+        n, loss = made
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            ids = torch.randint(n, (items,), device=self.device)
+            return float(sum(loss(part) * len(part) for part in ids.split(batch)) / items)
 
     def diagnostics(self) -> dict[str, list[float]]:
         """Named per-step series worth storing with the results (PolyGRAD: delta while tuning)."""

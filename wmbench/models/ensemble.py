@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -103,16 +104,38 @@ class MLPEnsemble(AutoregressiveWorldModel):
 
     # ------------------------------------------------------------------ training
 
-    def _loss(self, x, y, term) -> torch.Tensor:
+    def _data_loss(self, x, y, term) -> torch.Tensor:
+        """Gaussian NLL and termination BCE, summed over members (`x [E, N, in]`)."""
         mean, logvar, term_logit = self(x)
         nll = (((mean - y).square() * (-logvar).exp()).mean(dim=(1, 2)) + logvar.mean(dim=(1, 2))).sum()
         bce = F.binary_cross_entropy_with_logits(term_logit, term, reduction="none").mean(dim=1).sum()
+        return nll + bce
+
+    def _loss(self, x, y, term) -> torch.Tensor:
         bounds = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
         decay = sum(
             wd * 0.5 * layer.weight.square().sum()
             for wd, layer in zip(self.config.weight_decay, [*self.layers, self.head])
         )
-        return nll + bce + bounds + decay
+        return self._data_loss(x, y, term) + bounds + decay
+
+    @staticmethod
+    def _pairs(data: OfflineData) -> tuple[np.ndarray, np.ndarray]:
+        """Raw `(inputs [N, obs + act], targets [N, obs + 1])`: the state change and the reward."""
+        return (np.concatenate([data.observations, data.actions], axis=1),
+                np.concatenate([data.next_observations - data.observations, data.rewards[:, None]], axis=1))
+
+    def _tensors(self, data: OfflineData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z-scored inputs and targets, and terminations, of every transition."""
+        inputs, targets = (torch.as_tensor(a, device=self.device) for a in self._pairs(data))
+        term = torch.as_tensor(data.terminals, dtype=torch.float32, device=self.device)
+        return self.input_norm.normalise(inputs), self.target_norm.normalise(targets), term
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        """The data term per member (NLL + BCE over the members, divided by their number)."""
+        x, y, term = self._tensors(data)
+        members = self.config.members
+        return len(x), lambda ids: self._data_loss(x[ids].expand(members, -1, -1), y[ids], term[ids]) / members
 
     @torch.no_grad()
     def _holdout_mse(self, x, y) -> torch.Tensor:
@@ -124,13 +147,10 @@ class MLPEnsemble(AutoregressiveWorldModel):
         training state, so `state_path` is unused."""
         c, device = self.config, self.device
         generator = generator or torch.Generator(device).manual_seed(0)
-        inputs = np.concatenate([data.observations, data.actions], axis=1)
-        targets = np.concatenate([data.next_observations - data.observations, data.rewards[:, None]], axis=1)
+        inputs, targets = self._pairs(data.normalising)
         self.input_norm = Normaliser.fit(inputs).to(device)
         self.target_norm = Normaliser.fit(targets).to(device)
-        x = self.input_norm.normalise(torch.as_tensor(inputs, device=device))
-        y = self.target_norm.normalise(torch.as_tensor(targets, device=device))
-        term = torch.as_tensor(data.terminals, dtype=torch.float32, device=device)
+        x, y, term = self._tensors(data)
 
         order = torch.randperm(len(x), generator=generator, device=generator.device).to(device)
         n_hold = min(int(c.holdout_fraction * len(x)), c.holdout_max)

@@ -9,6 +9,7 @@ the dynamics.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -55,18 +56,32 @@ class LinearDynamics(AutoregressiveWorldModel):
 
     def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
         start, device = time.perf_counter(), self.device
-        inputs = np.concatenate([data.observations, data.actions], axis=1)
-        targets = np.concatenate([data.next_observations, data.rewards[:, None],
-                                  data.terminals[:, None].astype(np.float32)], axis=1)
+        inputs, targets = self._pairs(data.normalising)
         self.input_norm, self.target_norm = Normaliser.fit(inputs).to(device), Normaliser.fit(targets).to(device)
-        x = self.input_norm.normalise(torch.as_tensor(inputs, device=device)).double()
-        x = torch.cat([x, x.new_ones(len(x), 1)], dim=1)
-        y = self.target_norm.normalise(torch.as_tensor(targets, device=device)).double()
+        x, y = self._tensors(data)
         # SVD-based on CPU: a constant dim (a terminal flag that never fires) does no harm
         solution = torch.linalg.lstsq(x.cpu(), y.cpu(), driver="gelsd").solution.to(device)
         self.weights.copy_(solution)
         self.fit_report = FitReport(seconds=time.perf_counter() - start, loss=float(torch.mean((x @ solution - y) ** 2)))
         return self.fit_report
+
+    @staticmethod
+    def _pairs(data: OfflineData) -> tuple[np.ndarray, np.ndarray]:
+        """Raw `(inputs [N, obs + act], targets [N, obs + 2])`: next state, reward and termination."""
+        return (np.concatenate([data.observations, data.actions], axis=1),
+                np.concatenate([data.next_observations, data.rewards[:, None],
+                                data.terminals[:, None].astype(np.float32)], axis=1))
+
+    def _tensors(self, data: OfflineData) -> tuple[torch.Tensor, torch.Tensor]:
+        """z-scored inputs with a constant 1, and z-scored targets (float64)."""
+        inputs, targets = (torch.as_tensor(a, device=self.device) for a in self._pairs(data))
+        x = self.input_norm.normalise(inputs).double()
+        return torch.cat([x, x.new_ones(len(x), 1)], dim=1), self.target_norm.normalise(targets).double()
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        """The least-squares objective: the mean squared error of the z-scored targets."""
+        x, y = self._tensors(data)
+        return len(x), lambda ids: torch.mean((x[ids] @ self.weights.double() - y[ids]) ** 2)
 
     def step(self, obs_hist, act_hist, *, generator):
         x = self.input_norm.normalise(torch.cat([obs_hist[:, -1], act_hist[:, -1]], dim=-1))

@@ -107,9 +107,16 @@ class PolyGRAD(WorldModel):
 
     # ------------------------------------------------------------------ training
 
+    def fit_normalisers(self, data: OfflineData) -> None:
+        """z-scoring of `[s, r, term]` and of actions, over every step of the data a subset was drawn from."""
+        data = data.normalising
+        steps = np.concatenate([data.observations, data.rewards[:, None], data.terminals[:, None]], axis=1)
+        self.x_norm = Normaliser.fit(steps).to(self.device)  # statistics over all valid steps, padding excluded
+        self.act_norm = Normaliser.fit(data.actions).to(self.device)
+
     def _window_batches(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
-        """Fit the normalisers and return `(n_windows, batch)`: `batch(window_ids)` gathers z-scored
-        `x [B, rows, obs + 2]` and `actions [B, rows, act]` (windows are not materialised)."""
+        """`(n_windows, batch)`: `batch(window_ids)` gathers z-scored `x [B, rows, obs + 2]` and
+        `actions [B, rows, act]` (windows are not materialised)."""
         index, padded = data.windows(self.rows)
         if len(index) == 0:
             raise ValueError(f"no episode of {data.dataset_id} is long enough for windows of {self.rows} steps")
@@ -118,8 +125,6 @@ class PolyGRAD(WorldModel):
         padding = np.concatenate([data.next_observations, np.zeros((data.n_transitions, 1)),
                                   np.ones((data.n_transitions, 1))], axis=1)
         device = self.device
-        self.x_norm = Normaliser.fit(steps).to(device)  # statistics over all valid steps, padding excluded
-        self.act_norm = Normaliser.fit(data.actions).to(device)
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
         steps, padding = self.x_norm.normalise(as_tensor(steps)), self.x_norm.normalise(as_tensor(padding))
         actions = self.act_norm.normalise(as_tensor(data.actions))
@@ -130,6 +135,10 @@ class PolyGRAD(WorldModel):
             return torch.where(padded[ids][..., None], padding[rows], steps[rows]), actions[rows]
 
         return len(index), batch
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        n_windows, batch = self._window_batches(data)
+        return n_windows, lambda ids: self.loss(*batch(ids))
 
     def loss(self, x0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """x0-prediction L2 loss with uniform t and first-state inpainting (inputs and outputs)."""
@@ -153,14 +162,15 @@ class PolyGRAD(WorldModel):
         (as in the paper's online runs) on batches imagined with the current weights."""
         c = self.config
         generator = generator or torch.Generator(self.device).manual_seed(0)
-        n_windows, batch = self._window_batches(data)
+        self.fit_normalisers(data)
+        n_windows, loss = self.loss_items(data)
         start_obs = torch.as_tensor(data.observations, device=self.device)
 
         def tune(step: int) -> None:
             if policy is not None and c.tune_every and step % c.tune_every == 0:
                 self.tune_delta(policy, start_obs, 1, generator, progress=False)
 
-        result = fit_denoiser(self, self.denoiser, lambda ids: self.loss(*batch(ids)), n_windows, c,
+        result = fit_denoiser(self, self.denoiser, loss, n_windows, c,
                               generator=generator, desc=f"fit {self.name} (h={c.horizon})", progress=progress,
                               after_step=tune, state_path=state_path)
         self.eval()

@@ -13,6 +13,7 @@ taking a_t in s_t (the transition the token describes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,20 +58,18 @@ class TransformerWorldModel(AutoregressiveWorldModel):
         """Raw `obs [B, T, obs]`, `act [B, T, act]` (T <= 15) -> z-scored targets `[B, T, obs + 2]`."""
         return self.net(self.obs_norm.normalise(obs), self.act_norm.normalise(act))
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
-        c, device = self.config, self.device
-        generator = generator or torch.Generator(device).manual_seed(0)
+    @staticmethod
+    def _targets(data: OfflineData) -> np.ndarray:
+        return np.concatenate([data.next_observations - data.observations, data.rewards[:, None],
+                               data.terminals[:, None].astype(np.float32)], axis=1)
+
+    def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
         index, padded = data.windows(CONTEXT)
         if len(index) == 0:
             raise ValueError(f"no episode of {data.dataset_id} is long enough for windows of {CONTEXT} steps")
-        target = np.concatenate([data.next_observations - data.observations, data.rewards[:, None],
-                                 data.terminals[:, None].astype(np.float32)], axis=1)
-        self.obs_norm = Normaliser.fit(data.observations).to(device)
-        self.act_norm = Normaliser.fit(data.actions).to(device)
-        self.target_norm = Normaliser.fit(target).to(device)
-        as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        as_tensor = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
         obs, act = as_tensor(data.observations), as_tensor(data.actions)
-        y = self.target_norm.normalise(as_tensor(target))
+        y = self.target_norm.normalise(as_tensor(self._targets(data)))
         index, weight = as_tensor(index), as_tensor((~padded).astype(np.float32))[..., None]
 
         def loss(ids: torch.Tensor) -> torch.Tensor:  # windows gathered per batch, not materialised
@@ -78,12 +77,22 @@ class TransformerWorldModel(AutoregressiveWorldModel):
             error = (self._predict(obs[rows], act[rows]) - y[rows]).square() * w
             return error.sum() / (w.sum() * self.target_dim)
 
+        return len(index), loss
+
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
+        c, device = self.config, self.device
+        generator = generator or torch.Generator(device).manual_seed(0)
+        norm = data.normalising
+        self.obs_norm = Normaliser.fit(norm.observations).to(device)
+        self.act_norm = Normaliser.fit(norm.actions).to(device)
+        self.target_norm = Normaliser.fit(self._targets(norm)).to(device)
+        n_windows, loss = self.loss_items(data)
         self.net.train()
-        result = train_steps(loss, self.net, len(index), c, generator=generator, desc=f"fit {self.name}", owner=self,
+        result = train_steps(loss, self.net, n_windows, c, generator=generator, desc=f"fit {self.name}", owner=self,
                              state_path=state_path, progress=progress)
         self.eval()
         self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
-                                    extra={"windows": len(index), "resumed_from": result.resumed_from})
+                                    extra={"windows": n_windows, "resumed_from": result.resumed_from})
         return self.fit_report
 
     def rollout(self, init_obs, policy, horizon, *, generator):

@@ -30,7 +30,20 @@ from wmbench.report.figures.errors import (  # noqa: E402
     plot_dim_error,
     plot_mse_vs_step,
 )
-from wmbench.report.readme import one_video_per_env, provenance_table, readme_text  # noqa: E402
+from wmbench.report.figures.grid import plot_grid_aggregate, plot_grid_errors, plot_objective  # noqa: E402
+from wmbench.report.grid import (  # noqa: E402
+    GRID_COLUMN,
+    grid_aggregate,
+    grid_comparisons,
+    grid_errors,
+    grid_selection,
+    grid_wide,
+    objective_table,
+    robustness,
+    robustness_wide,
+    value_text,
+)
+from wmbench.report.readme import grid_readme_text, one_video_per_env, provenance_table, readme_text  # noqa: E402
 from wmbench.report.rl import rl_section, write_rl_report  # noqa: E402
 from wmbench.report.select import Selection, model_colours  # noqa: E402
 from wmbench.report.tables import (  # noqa: E402
@@ -42,6 +55,7 @@ from wmbench.report.tables import (  # noqa: E402
     calibration_wide,
     curve_table,
     dim_error,
+    interval_text,
     learning_curves,
     mark_few_alive,
     mse_table,
@@ -51,7 +65,7 @@ from wmbench.report.tables import (  # noqa: E402
 )
 from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table  # noqa: E402
 
-__all__ = ["write_report"]
+__all__ = ["write_grid_report", "write_report"]
 
 
 def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
@@ -123,3 +137,51 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     text = readme_text(sel, sections, gen_wide, calib_wide, bench, has_delta=delta_path is not None)
     atomic_write_bytes(out / "README.md", text.encode())
     return written + [out / "README.md"]
+
+
+def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str | None = None) -> list[Path]:
+    """The report against a grid key (`report.grid`): figures, tables and a README; returns the files written."""
+    table = results.read()
+    table = table[~table["dataset"].isin([BENCH_DATASET, RL_DATASET])]
+    sel = grid_selection(table, key, profile)
+    colours = model_colours(sel.models)
+    out = Path(out)
+    sns.set_theme(style="whitegrid", context="notebook")
+    errors = grid_errors(sel)
+    written = [plot_grid_errors(errors, colours, key, out / "grid_errors.png")]
+    sections = {"errors": {measure: grid_wide(errors, key, measure, sel.models) for measure in errors["measure"].unique()}}
+    atomic_write_bytes(out / "grid_errors.csv", errors.to_csv(index=False).encode())
+    written.append(out / "grid_errors.csv")
+    scores = grid_aggregate(sel)
+    if not scores.empty:
+        written.append(plot_grid_aggregate(scores, colours, key, out / "grid_aggregate.png"))
+        atomic_write_bytes(out / "grid_aggregate.csv", scores.to_csv(index=False).encode())
+        written.append(out / "grid_aggregate.csv")
+        sections["aggregate"] = scores
+    comparisons = grid_comparisons(sel)
+    if not comparisons.empty:
+        atomic_write_bytes(out / "grid_comparisons.csv", comparisons.to_csv(index=False).encode())
+        written.append(out / "grid_comparisons.csv")
+        sections["comparisons"] = comparisons
+    robust = robustness(sel)
+    if not robust.empty:
+        atomic_write_bytes(out / "grid_robustness.csv", robust.to_csv(index=False).encode())
+        written.append(out / "grid_robustness.csv")
+        sections["robustness"] = robustness_wide(robust, key)
+    objective = objective_table(sel)
+    if not objective.empty:
+        written.append(plot_objective(objective, colours, key, out / "grid_objective.png"))
+        atomic_write_bytes(out / "grid_objective.csv", objective.to_csv(index=False).encode())
+        written.append(out / "grid_objective.csv")
+        sections["objective"] = objective_wide(objective, key)
+    atomic_write_bytes(out / "README.md", grid_readme_text(sel, key, sections).encode())
+    return written + [out / "README.md"]
+
+
+def objective_wide(objective, key: str):
+    """Rows of (env, model, value): the objective on training and held-out data and their gap."""
+    wide = objective.assign(text=[interval_text(*r) for r in objective[["mean", "ci_low", "ci_high"]].to_numpy()])
+    wide = wide.pivot_table(index=["panel", "model", GRID_COLUMN], columns="split", values="text", aggfunc="first")
+    wide = wide.reset_index()
+    wide[GRID_COLUMN] = wide[GRID_COLUMN].map(lambda v: value_text(v, key))
+    return wide.rename(columns={GRID_COLUMN: key})[["panel", "model", key, "train", "held-out", "gap"]]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from wmbench.report.comparisons import comparison_wide, findings
+from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE, value_text
 from wmbench.report.rl import rl_section
 from wmbench.report.select import Selection
 from wmbench.report.stats import FLOOR, INTERVAL
@@ -180,5 +181,65 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
                   "Untrained models at the profile's sizes: time of one batch, FLOPs counted by PyTorch's "
                   "FlopCounterMode, and the fraction of a dense matmul's GFLOP/s measured in the same run.", "",
                   markdown_table(bench.astype(object).where(bench.notna(), "–")), ""]
+    parts += ["## Provenance", "", markdown_table(provenance_table(sel)), ""]
+    return "\n".join(parts)
+
+
+def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]) -> str:
+    """The README of a report against a grid key: the error figure and tables, the aggregate, the
+    paired comparisons and their findings at each value, and the objective on training and held-out data."""
+    size = key == TRAIN_SIZE
+    parts = [
+        f"# wmbench report: error against `{key}`",
+        "",
+        f"Profile `{sel.profile}`. Every value of `{key}` is its own experiment: every number is a mean over "
+        f"the seeds of one value with a {INTERVAL} (`mean [low, high] (n)`; one seed gives no interval), and "
+        "models are compared only within a value. Regenerate with "
+        f"`wmbench report --against {key} --results STORE --out FOLDER`.",
+        "",
+    ]
+    if size:
+        parts += ["The x axis is the number of transitions each model learnt from: whole training episodes in an "
+                  "order drawn with the cell's seed (a smaller subset lies inside a larger one of the same seed), so "
+                  "a size is about the one asked for. The held-out episodes, the start states, the evaluation policy "
+                  "and the normalisers are those of the full data at every size.", ""]
+    parts += ["## State error", "![state error against the key](grid_errors.png)", "",
+              "The error at step 1 (one step from a true state), at the horizon, and over the trajectories still alive "
+              "in the simulator at the horizon (envs that terminate); tidy numbers with intervals: `grid_errors.csv`.", ""]
+    for measure, wide in sections["errors"].items():
+        parts += [f"### {measure}", "", markdown_table(wide), ""]
+    if "robustness" in sections:
+        growth, versus = sections["robustness"]
+        parts += ["## Robustness: the accuracy each model loses away from the largest value", "",
+                  f"A model's error at the horizon at a value of `{key}` over its own error at the largest value, "
+                  "paired by seed (a seed's smaller subsets lie inside its larger ones), as the geometric mean over "
+                  "seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
+                  "loses less accuracy than that model (more robust), and the verdict says so only where the "
+                  "interval excludes 1 (`grid_robustness.csv`).", "", markdown_table(growth), ""]
+        parts += [markdown_table(versus), ""] if len(versus) else []
+    if "aggregate" in sections:
+        parts += ["## Aggregate score", "![aggregate score against the key](grid_aggregate.png)", "",
+                  f"Each run's error at the horizon over the `{FLOOR}` floor's on the same env, seed and value, as the "
+                  "interquartile mean over envs and seeds with a stratified-bootstrap interval (`grid_aggregate.csv`).",
+                  ""]
+    if "comparisons" in sections:
+        comparisons = sections["comparisons"]
+        parts += ["## Paired comparisons at each value", "",
+                  "PolyGRAD against every other model and every learned model against `linear`, at each value: the "
+                  "error ratio A/B with a paired Student-t interval on the log ratios, the probability of improvement, "
+                  "and a verdict that says *better* or *worse* only where the ratio's interval excludes 1 "
+                  "(`grid_comparisons.csv`).", ""]
+        for value, part in comparisons.groupby(GRID_COLUMN):
+            parts += [f"### {key} = {value_text(value, key)}", "", "Findings (from the table below alone):", "",
+                      *findings(part), "", markdown_table(comparison_wide(part)), ""]
+    if "objective" in sections:
+        parts += ["## Overfitting: the training objective on training and held-out data",
+                  "![objective on training and held-out data](grid_objective.png)", "",
+                  "Each model's own training objective (the data term: a diffusion model's denoising loss, the "
+                  "ensemble's Gaussian NLL per member, the linear model's squared error) averaged over 2,048 items of "
+                  "the data it learnt from and of the held-out episodes; the gap (held-out minus train, paired per "
+                  "seed) above 0 is what the model fits in its data and not beyond it. Units differ between models: "
+                  "compare a model with itself across values (`grid_objective.csv`).", "",
+                  markdown_table(sections["objective"]), ""]
     parts += ["## Provenance", "", markdown_table(provenance_table(sel)), ""]
     return "\n".join(parts)

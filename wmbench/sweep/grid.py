@@ -17,7 +17,8 @@ from typing import Callable, Iterable
 
 import wmbench.sections  # noqa: F401 - every config section, also in a worker process
 from wmbench.cells import EvalRequest, cell_of
-from wmbench.config import canonical_overrides
+from wmbench.config import canonical_overrides, parse_overrides
+from wmbench.errors import UsageError
 from wmbench.evaluate import prepare_inputs
 from wmbench.models.base import get_model_class
 from wmbench.paths import atomic_write_bytes
@@ -27,14 +28,35 @@ Evaluator = Callable[..., object]  # `wmbench.evaluate.evaluate`'s signature; te
 Outcome = tuple[Cell, str | None, float]  # a cell, its traceback (None: done), its seconds
 
 
-def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], seeds: Iterable[int],
+def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], seeds: Iterable[int], *,
+         axes: Iterable[str] = (), policy_stds: Iterable[float] = (), overrides: tuple[str, ...] = (),
          **common) -> list[EvalRequest]:
-    """Every combination, env-major (datasets are made in this order), checked before anything runs."""
-    requests = [EvalRequest(model=m, env=e, horizon=h, seed=s, **common)
-                for e, m, s, h in itertools.product(envs, models, seeds, horizons)]
+    """Every combination (env-major: datasets are made in this order), checked before anything runs.
+    `axes` are `SECTION.KEY=V1,V2,...` settings varied too (each value its own cell, after the fixed
+    `overrides`), `policy_stds` the behaviour policy's stds (each its own cell)."""
+    settings = [overrides + combination for combination in itertools.product(*map(grid_axis, axes))]
+    if len({item.partition("=")[0].strip() for item in overrides} | {axis.partition("=")[0].strip() for axis in axes}) \
+            < len(overrides) + len(tuple(axes)):
+        raise UsageError("each setting may be given once, by --set or by one --grid")
+    stds = [{"policy_std": std} for std in policy_stds] or [{}]
+    requests = [EvalRequest(model=m, env=e, horizon=h, seed=s, overrides=o, **std, **common)
+                for e, m, o, std, s, h in itertools.product(envs, models, settings, stds, seeds, horizons)]
     for request in requests:  # an unknown model, env, profile or override fails here, before hours of work
         cell_of(request)
     return requests
+
+
+def grid_axis(axis: str) -> tuple[str, ...]:
+    """`SECTION.KEY=V1,V2` -> `("SECTION.KEY=V1", "SECTION.KEY=V2")`, each checked as `--set` checks it."""
+    key, sep, values = axis.partition("=")
+    items = tuple(f"{key.strip()}={value.strip()}" for value in values.split(",") if value.strip())
+    if not sep or not items:
+        raise UsageError(f"--grid takes SECTION.KEY=V1,V2,... (e.g. data.train_transitions=5000,20000), got {axis!r}")
+    if len(set(items)) < len(items):
+        raise UsageError(f"--grid {axis}: a value is given twice")
+    for item in items:
+        parse_overrides((item,))
+    return items
 
 
 @dataclass
@@ -61,7 +83,7 @@ def checkpoint_group(request: EvalRequest) -> tuple:
     cell = cell_of(request)
     horizon = cell.horizon if get_model_class(cell.model).fixed_horizon else None
     return (cell.model, cell.env, cell.dataset, request.profile, cell.seed, horizon,
-            canonical_overrides(request.overrides, {cell.model}))
+            canonical_overrides(request.overrides, {cell.model, "data"}))
 
 
 def pending_groups(requests: list[EvalRequest], store: ResultsStore,
@@ -104,4 +126,4 @@ def run_group(requests: list[EvalRequest], store_root: str, evaluator: Evaluator
 
 
 def label(cell: Cell) -> str:
-    return f"{cell.model} {cell.env} h={cell.horizon} seed={cell.seed}"
+    return f"{cell.model} {cell.env} h={cell.horizon} seed={cell.seed} {cell.policy} config {cell.config_hash}"

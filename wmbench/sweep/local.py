@@ -15,7 +15,6 @@ from wmbench.cells import EvalRequest, cell_of
 from wmbench.results import ResultsStore
 from wmbench.sweep.grid import Evaluator, Outcome, run_group
 
-
 ORPHAN_CHECK_S = 1.0  # how often a worker looks whether its driver is still there
 
 

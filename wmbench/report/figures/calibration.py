@@ -11,7 +11,6 @@ from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.select import Selection
 from wmbench.report.stats import summarise
 
-
 SHOWN = {"action_z_std": "std(z)", "action_ks": "KS", "action_w1": "W1", "action_clip_fraction": "|z|>=3"}
 
 

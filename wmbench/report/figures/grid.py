@@ -1,0 +1,93 @@
+"""Error against a setting a sweep varied: per env and model, the aggregate, and overfitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wmbench.report.figures.common import legend, panel_axes, save
+from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE
+from wmbench.report.select import ordered_models
+from wmbench.report.stats import INTERVAL, seeds_label
+
+SIZE_LABEL = "training transitions (whole episodes, about)"
+
+
+def _axis(ax, key: str, values, label: bool = True) -> None:
+    """A log axis where the values span a factor of 4 or more (sizes, doubling stds), ticks at the values."""
+    values = sorted(set(values))
+    if values and min(values) > 0 and max(values) / min(values) >= 4:
+        ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v / 1000:.3g}k" if key == TRAIN_SIZE else f"{v:g}" for v in values])
+    ax.minorticks_off()
+    ax.set_xlabel((SIZE_LABEL if key == TRAIN_SIZE else key) if label else None)
+
+
+def _line(ax, part: pd.DataFrame, colour, label: str, **style) -> None:
+    """Means joined by a line, each with its interval as an error bar (none over one seed)."""
+    part = part.sort_values(GRID_COLUMN)
+    low = (part["mean"] - part["ci_low"]).fillna(0).to_numpy()
+    high = (part["ci_high"] - part["mean"]).fillna(0).to_numpy()
+    ax.errorbar(part[GRID_COLUMN], part["mean"], yerr=[low, high], color=colour, label=label, marker="o", ms=4,
+                capsize=3, lw=1.6, **style)
+
+
+def plot_grid_errors(errors: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
+    """Rows: the error at step 1, at step h, and the alive error at step h; columns: the envs."""
+    measures = [m for m in ("mse, step 1", "mse, step h", "alive mse, step h") if (errors["measure"] == m).any()]
+    panels = sorted(errors["panel"].unique())
+    fig, axes = panel_axes(len(panels), rows=len(measures), height=3.2, sharex="col")
+    for row, measure in enumerate(measures):
+        for ax, panel in zip(axes[row], panels):
+            part = errors[(errors["measure"] == measure) & (errors["panel"] == panel)]
+            for model in ordered_models(part["model"]):
+                _line(ax, part[part["model"] == model], colours[model], model)
+            if part.empty:  # the alive error of an env that never terminates is its error
+                ax.text(0.5, 0.5, "no terminations:\nthe same as the row above", ha="center", va="center",
+                        transform=ax.transAxes, color="grey")
+            ax.set(yscale="log", ylabel=f"state {measure}" if ax is axes[row][0] else None)
+            if row == 0:
+                ax.set_title(panel)
+            _axis(ax, key, errors[GRID_COLUMN], label=row == len(measures) - 1)
+    fig.suptitle(f"State error against {key} (mean over seeds, {INTERVAL}; "
+                 f"{seeds_label(errors['n_seeds'])})")
+    legend(fig, axes)
+    return save(fig, path)
+
+
+def plot_grid_aggregate(scores: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
+    """The aggregate score (error over the persistence floor's, IQM over envs and seeds) against the key."""
+    horizons = sorted(scores["horizon"].unique())
+    fig, axes = panel_axes(len(horizons), height=3.4)
+    for ax, horizon in zip(axes[0], horizons):
+        part = scores[(scores["horizon"] == horizon) & (scores["metric"] == "mse")]
+        for model in ordered_models(part["model"]):
+            _line(ax, part[part["model"] == model].rename(columns={"iqm": "mean"}), colours[model], model)
+        ax.set(title=f"h = {horizon}", ylabel="aggregate score (error / persistence's)" if ax is axes[0][0] else None)
+        _axis(ax, key, scores[GRID_COLUMN])
+    fig.suptitle("Aggregate score against " + key + " (IQM over envs and seeds, 95% stratified-bootstrap interval)")
+    legend(fig, axes)
+    return save(fig, path)
+
+
+def plot_objective(objective: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
+    """One panel per (env, model): the training objective on the data the model learnt from (dashed) and on
+    held-out episodes (solid); a gap that opens as the data shrinks is overfitting."""
+    panels, models = sorted(objective["panel"].unique()), ordered_models(objective["model"])
+    fig, axes = panel_axes(len(models), rows=len(panels), height=2.6, width=3.2)
+    for row, panel in enumerate(panels):
+        for ax, model in zip(axes[row], models):
+            part = objective[(objective["panel"] == panel) & (objective["model"] == model)]
+            for split, style in (("held-out", "-"), ("train", "--")):
+                _line(ax, part[part["split"] == split], colours[model], split, ls=style)
+            ax.set_title(f"{panel} · {model}", fontsize=9)
+            if not part.empty:
+                _axis(ax, key, part[GRID_COLUMN])
+    for ax in np.ravel(axes):
+        if not ax.has_data():
+            ax.set_visible(False)
+    fig.suptitle(f"Training objective on the training data (dashed) and on held-out episodes (solid), "
+                 f"each model in its own units (mean over seeds, {INTERVAL})")
+    return save(fig, path)
