@@ -135,7 +135,8 @@ class MLPEnsemble(AutoregressiveWorldModel):
         """The data term per member (NLL + BCE over the members, divided by their number)."""
         x, y, term = self._tensors(data)
         members = self.config.members
-        return len(x), lambda ids: self._data_loss(x[ids].expand(members, -1, -1), y[ids], term[ids]) / members
+        return len(x), lambda ids: self._data_loss(x[ids].expand(members, -1, -1), y[ids].expand(members, -1, -1),
+                                                 term[ids].expand(members, -1)) / members
 
     @torch.no_grad()
     def _holdout_mse(self, x, y) -> torch.Tensor:
