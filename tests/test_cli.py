@@ -132,6 +132,9 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--model", "polygrad", "--set", "polygrad.tau=nan"], "polygrad.tau must be > 0, got nan"),
     (["--model", "polygrad", "--set", "polygrad.guidance='up'"], "must be one of: gradient, none, sample"),
     (["--set", "policy.lr=inf"], "policy.lr must be > 0, got inf"),
+    (["--set", "mlp-ensemble.elites=50"], "mlp-ensemble: elites (50) must be at most members (3)"),
+    (["--set", "mlp-ensemble.weight_decay=[1.0]"], "mlp-ensemble: weight_decay needs 3 numbers"),
+    (["--set", "data.train_transitions=100000000"], "cannot train on 100000000 transitions; its training split"),
     (["--dataset", "../../outside/ds-v0"], "is not a dataset id"),
     (["--dataset", "/abs/path"], "is not a dataset id"),
 ])
@@ -142,6 +145,14 @@ def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, arg
     assert expected in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv")) == before, "nothing stored"
+
+
+def test_too_little_data_for_a_model_is_one_line_after_its_progress(monkeypatch, capsys, hopper_dataset, workspace):
+    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", "--model",
+                            "mlp-ensemble", "--set", "data.train_transitions=20")
+    assert code == 2 and "Traceback" not in err
+    assert "mlp-ensemble needs more than" in err.strip().splitlines()[-1]  # found while fitting: after the bars
+    assert not list(workspace["WMBENCH_RESULTS"].rglob("*.csv"))
 
 
 def test_a_profile_file_from_any_folder_is_named_by_its_content(monkeypatch, capsys, hopper_dataset, tmp_path):

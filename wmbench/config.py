@@ -85,7 +85,8 @@ def valid_values(field: dataclasses.Field) -> str:
 
 
 def check_config(config: Any, section: str) -> None:
-    """Every field of a built config within its declared valid values (one line naming the first not)."""
+    """Every field of a built config within its declared valid values, and the fields that constrain one
+    another consistent (a config's `problem()`, if it has one); one line naming the first that is not."""
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         if meta.get("choices"):
@@ -99,6 +100,9 @@ def check_config(config: Any, section: str) -> None:
         if bad:
             raise UsageError(f"{section}.{f.name} must be {valid_values(f) or 'a finite number'}, got {value!r} "
                              f"(from the profile or --set {section}.{f.name}=...)")
+    problem = config.problem() if hasattr(config, "problem") else None  # settings that hold only together
+    if problem:
+        raise UsageError(f"{section}: {problem} (from the profile or --set {section}.KEY=...)")
 
 
 def _profile_files() -> dict[str, Path]:

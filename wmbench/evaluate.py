@@ -122,21 +122,24 @@ def adapt(model: WorldModel, path: Path, policy: GaussianPolicy, train: OfflineD
 
 
 def prepare_inputs(env: str, dataset_id: str, profile: str, overrides: tuple[str, ...], policy: str,
-                   make_missing: bool, progress: bool,
-                   say: Callable[[str], None]) -> tuple[OfflineData, OfflineData, GaussianPolicy]:
-    """The dataset (made if missing), its train/held-out split and the evaluation policy (`bc`:
-    fitted if missing; `behaviour-stdS`: the dataset's SAC policy with std S): everything the
-    models of one env, dataset, profile and policy share."""
+                   make_missing: bool, progress: bool, say: Callable[[str], None],
+                   seed: int = 0) -> tuple[OfflineData, OfflineData, GaussianPolicy]:
+    """The dataset (made if missing), the models' training data and the held-out split, and the
+    evaluation policy (`bc`: fitted if missing; `behaviour-stdS`: the dataset's SAC policy with std S).
+    With `data.train_transitions` set, the training data is a subset drawn with `seed`; the policy,
+    normalisers and start states stay the full training split's."""
     ensure_dataset(dataset_id, profile, overrides, make_missing, progress, say)
     offline = datasets.load_dataset(dataset_id)
     if offline.env != env:
         raise DatasetError(f"dataset {dataset_id} was recorded in {offline.env}, not {env}")
     train, held_out = offline.split(HELD_OUT_FRACTION, seed=SPLIT_SEED)
+    size = build_config(DataConfig, profile, "data", overrides).train_transitions
+    learned_from = train.subset(size, seed=seed) if size else train  # a bad size is refused before any fitting
     if policy == "bc":
-        return train, held_out, load_or_fit_policy(dataset_id, train, profile, overrides, progress, say)
+        return learned_from, held_out, load_or_fit_policy(dataset_id, train, profile, overrides, progress, say)
     from wmbench.sac import behaviour_policy
 
-    return train, held_out, behaviour_policy(dataset_id, float(policy.removeprefix(BEHAVIOUR_LABEL)))
+    return learned_from, held_out, behaviour_policy(dataset_id, float(policy.removeprefix(BEHAVIOUR_LABEL)))
 
 
 def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_missing: bool = True,
@@ -225,11 +228,8 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
     watch = Stopwatch(device)
     with watch("data"):  # dataset and policy, made or loaded
         train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides,
-                                                 cell.policy, make_missing, progress, say)
+                                                 cell.policy, make_missing, progress, say, seed=request.seed)
         policy = policy.to(device)
-        size = build_config(DataConfig, request.profile, "data", request.overrides).train_transitions
-        if size:  # the model learns from a subset; the policy, normalisers and start states stay the full data's
-            train = train.subset(size, seed=request.seed)
     path = checkpoint_path(model_cls, cell, request.overrides, request.profile)
     with watch("model"):  # trained or loaded, then adapted to the policy
         model = load_or_fit_model(model_cls, cell, request, train, device, progress, say, config.eval_every)

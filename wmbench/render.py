@@ -156,7 +156,7 @@ def render(request, n: int, out: Path, *, progress: bool = True,
         raise UsageError(f"no trained {request.model} for this cell ({path} is missing); run `wmbench evaluate` with "
                          "the same --model, --env, --horizon, --seed, --profile and --set first")
     train, held_out, policy = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides, cell.policy,
-                                             make_missing=False, progress=progress, say=say)
+                                             make_missing=False, progress=progress, say=say, seed=request.seed)
     policy = policy.to(device)
     model = WorldModel.load(path, device=device)
     adapt(model, path, policy, train, request.seed, device, progress, say)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
+from wmbench.errors import UsageError
 from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_model
 
 
@@ -40,6 +41,14 @@ class EnsembleConfig:
     max_steps: int = param(0, "gradient-step budget (0: none)", low=0)
     patience: int = param(5, "epochs without a 1% hold-out improvement before stopping", low=1)
     weight_decay: list = param([2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4], "L2 per layer (MBPO)")
+
+    def problem(self) -> str | None:
+        """What is inconsistent between fields (`config.check_config` says it in one line), or None."""
+        if self.elites > self.members:
+            return f"elites ({self.elites}) must be at most members ({self.members})"
+        if len(self.weight_decay) != self.layers + 1 or not all(isinstance(w, (int, float)) for w in self.weight_decay):
+            return f"weight_decay needs {self.layers + 1} numbers (layers + 1: one per layer and the head)"
+        return None
 
 
 class BatchedLinear(nn.Module):
@@ -66,10 +75,8 @@ class MLPEnsemble(AutoregressiveWorldModel):
     def __init__(self, obs_dim: int, act_dim: int, config: EnsembleConfig | None = None):
         super().__init__(obs_dim, act_dim, config)
         c = self.config
-        if not 0 < c.elites <= c.members:
-            raise ValueError(f"need 0 < elites <= members, got {c.elites} of {c.members}")
-        if len(c.weight_decay) != c.layers + 1:
-            raise ValueError(f"weight_decay needs {c.layers + 1} values (one per layer)")
+        if c.problem():
+            raise UsageError(f"mlp-ensemble: {c.problem()}")
         in_dim, self.target_dim = obs_dim + act_dim, obs_dim + 1
         widths = [in_dim] + [c.hidden] * c.layers
         self.layers = nn.ModuleList(BatchedLinear(c.members, a, b) for a, b in zip(widths, widths[1:]))
@@ -157,7 +164,7 @@ class MLPEnsemble(AutoregressiveWorldModel):
         n_hold = min(int(c.holdout_fraction * len(x)), c.holdout_max)
         hold, train = order[:n_hold], order[n_hold:]
         if n_hold == 0 or len(train) < c.batch_size:
-            raise ValueError(f"mlp-ensemble needs more than {c.batch_size} training transitions "
+            raise UsageError(f"mlp-ensemble needs more than {c.batch_size} training transitions "
                              f"and a hold-out set; got {len(x)} transitions")
         optimiser = torch.optim.Adam(self.parameters(), lr=c.lr, **({"fused": True} if device.type == "cuda"
                                                                     else {"foreach": True}))
