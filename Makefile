@@ -49,7 +49,7 @@ STUDY_WORKERS ?= 1
 DATA_SIZE_STORE := reports/data-size/results
 data-size-study: install
 	for env in hopper halfcheetah; do for model in $(subst $(COMMA), ,$(STUDY_MODELS)); do mkdir -p $(DATA_SIZE_STORE)/$$env/$$model; \
-		cp -n reports/reference/$$env/$$model/*sac-replay-v0__behaviour-std0.2__quick__h10__s[0-2]__*.csv \
+		cp -n reports/reference/$$env/$$model/*sac-replay-v0__behaviour-std0.2__quick__h10__s*__*.csv \
 		$(DATA_SIZE_STORE)/$$env/$$model/; done; done
 	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah \
 		--policy behaviour --seeds 0,1,2 --grid data.train_transitions=5000,20000,0 --workers $(STUDY_WORKERS)
@@ -61,7 +61,7 @@ data-size-study: install
 ENTROPY_STORE := reports/entropy/results
 entropy-study: install
 	for env in hopper halfcheetah; do for model in polygrad ar-diffusion-2row; do mkdir -p $(ENTROPY_STORE)/$$env/$$model; \
-		cp -n reports/reference/$$env/$$model/*sac-replay-v0__behaviour-std0.2__quick__h10__s[0-2]__*.csv \
+		cp -n reports/reference/$$env/$$model/*sac-replay-v0__behaviour-std0.2__quick__h10__s*__*.csv \
 		$(ENTROPY_STORE)/$$env/$$model/; done; done
 	WMBENCH_RESULTS=$(ENTROPY_STORE) $(BIN)/wmbench sweep --models polygrad,ar-diffusion-2row --envs hopper,halfcheetah \
 		--policy behaviour --policy-std 0.05,0.1,0.2,0.4 --seeds 0,1,2 --workers $(STUDY_WORKERS)
