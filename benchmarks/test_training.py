@@ -36,3 +36,24 @@ def test_training_steps(benchmark, name):
 
     benchmark.pedantic(fit, rounds=ROUNDS, warmup_rounds=1)
     benchmark.extra_info["seconds_per_step"] = benchmark.stats.stats.median / STEPS
+
+
+LOGGED_STEPS = 300  # three loss read-backs (every 100 updates), each logged
+
+
+@pytest.mark.parametrize("log", ["none", "tensorboard"])
+def test_polygrad_training_with_and_without_logging(benchmark, log, tmp_path):
+    """The cost of `--log tensorboard` on PolyGRAD's training (quick sizes): compare the two rows' medians."""
+    from wmbench import tracking
+
+    cls = get_model_class("polygrad")
+    config = dataclasses.replace(with_budget(build_config(cls.Config, "quick", "polygrad"), LOGGED_STEPS), ema_start=0)
+
+    def fit():
+        logger = tracking.TensorBoardLogger(tmp_path / "runs") if log == "tensorboard" else None
+        with tracking.watch(tracking.Tracker(logger)):
+            torch.manual_seed(0)
+            cls(DATA.obs_dim, DATA.act_dim, config).fit(DATA, generator=torch.Generator().manual_seed(0), progress=False)
+
+    benchmark.pedantic(fit, rounds=ROUNDS, warmup_rounds=1)
+    benchmark.extra_info["updates_per_s"] = LOGGED_STEPS / benchmark.stats.stats.median

@@ -14,6 +14,8 @@ from wmbench.errors import UsageError
 from wmbench.evaluate import cell_of
 from wmbench.results import ResultsStore
 from wmbench.sweep import failure_path, grid, run_sweep
+from wmbench.sweep import run as sweep_run
+from wmbench.sweep.status import SweepStatus
 
 
 class FakeEvaluator:
@@ -75,11 +77,67 @@ def test_a_failing_cell_is_reported_and_the_rest_complete(tmp_path):
     assert not failure_path(store, failed[0]).exists(), "a cell that succeeds later drops its failure note"
 
 
-def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path):
+@pytest.fixture
+def statuses(monkeypatch):
+    """Every SweepStatus a sweep makes, each with the stages its cells reported."""
+    made = []
+
+    class Recording(SweepStatus):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.stages = {}
+            made.append(self)
+
+        def progress(self, cell, stage, done, total):
+            self.stages.setdefault(cell, set()).add(stage)
+            super().progress(cell, stage, done, total)
+
+    monkeypatch.setattr(sweep_run, "SweepStatus", Recording)
+    return made
+
+
+def test_the_sweep_table_counts_each_cells_state(tmp_path, statuses):
+    store, requests = ResultsStore(tmp_path), small_grid()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(requests, store=store, evaluator=FakeEvaluator(stop_after=3), progress=False, say=lambda m: None)
+    # where it stopped: three stored, the fourth started (its group's outcomes never came back)
+    assert statuses[0].counts() == {"stored": 0, "queued": 4, "running": 1, "done": 3, "failed": 0}
+    outcome = run_sweep(requests, store=store, evaluator=FakeEvaluator(fail_model="transformer"), progress=False,
+                        say=lambda m: None)
+    status = statuses[1]
+    assert status.counts() == {"stored": 3, "queued": 0, "running": 0, "done": len(outcome.done),
+                               "failed": len(outcome.failed)} and len(outcome.failed) == 4
+    for cell, error in outcome.failed.items():
+        assert status.cells[cell].state == "failed" and status.cells[cell].error == error
+    assert status.headline() == "sweep: 3 stored, 0 queued, 0 running, 1 done, 4 failed"
+    assert all(set(stages) <= {"", "done", "failed"} for stages in status.stages.values())  # a fake has no stages
+
+
+def test_time_left_is_the_mean_of_done_cells_of_the_model(monkeypatch):
+    requests = grid(["mlp-ensemble", "transformer", "linear"], ["hopper"], [10], [0, 1], profile="smoke")
+    (e0, e1), (t0, t1), (l0, l1) = [[cell_of(r) for r in requests if r.model == m]
+                                    for m in ("mlp-ensemble", "transformer", "linear")]
+    clock = [100.0]
+    monkeypatch.setattr("wmbench.sweep.status.time.monotonic", lambda: clock[0])
+    status = SweepStatus([e0, e1, t0, t1, l0, l1], [], workers=2)
+    assert status.seconds_left() is None
+    status.finished(e0, None, 60.0)
+    status.finished(t0, None, 300.0)
+    status.started(e1)
+    clock[0] = 120.0  # e1 has run 20 s of its expected 60
+    # e1: 40 left; t1: 300; l0, l1: the mean of all done (180) each; over 2 workers
+    assert status.seconds_left() == pytest.approx((40 + 300 + 180 + 180) / 2)
+    assert "about 5 min 50 s left" in status.headline()
+
+
+def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path, statuses):
     store = ResultsStore(tmp_path)
     requests = grid(["mlp-ensemble"], ["hopper"], [3, 5], [0, 1], profile="smoke")
     outcome = run_sweep(requests, workers=2, store=store, progress=False, say=lambda m: None)
     assert not outcome.failed, outcome.failed
+    assert statuses[0].counts()["done"] == 4
+    trained = [cell for cell, stages in statuses[0].stages.items() if "train" in stages]
+    assert len(trained) == 2, "each trained model's progress came back from its worker"
     table = store.read()
     assert sorted(table[["horizon", "seed"]].drop_duplicates().itertuples(index=False)) == [(3, 0), (3, 1), (5, 0), (5, 1)]
     fit_times = table[table["metric"] == "fit_time_s"].set_index(["seed", "horizon"])["value"]

@@ -32,6 +32,7 @@ from wmbench.models.training import TrainingConfig
 from wmbench.paths import checkpoints_root
 from wmbench.policy import PolicyConfig
 from wmbench.results import Cell
+from wmbench.tracking import BACKENDS, check_backend
 
 POLICIES = ("bc", "behaviour")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # of generation (autocast)
@@ -53,6 +54,24 @@ class EvalConfig:
                                "learning curves (0: at the end only)", low=0)
 
 
+@config_section("log")
+@dataclass
+class LogConfig:
+    """Where a run's scalars go while it runs (`--log` sets it too); never part of a cell's identity."""
+
+    backend: str = param("none", "tensorboard, wandb or mlflow: log training, tuning, curves and results to it "
+                                 "under WORKSPACE/runs (none: no logs)", runtime=True,
+                         choices=("none", *BACKENDS))
+
+
+def log_backend(log: str | None, profile: str, overrides: tuple[str, ...]) -> str | None:
+    """The back-end a run logs to (`--log`, else the profile's `[log]`; None: no logs), checked installed."""
+    backend = log or build_config(LogConfig, profile, "log", overrides).backend
+    backend = None if backend == "none" else backend
+    check_backend(backend)
+    return backend
+
+
 @dataclass(frozen=True)
 class EvalRequest:
     """What a user asks `wmbench evaluate` for; unset fields come from the profile."""
@@ -70,6 +89,7 @@ class EvalRequest:
     policy: str = "bc"
     policy_std: float = DEFAULT_POLICY_STD
     precision: str = "fp32"
+    log: str | None = None  # a log back-end (tracking.BACKENDS), else the profile's; not part of the cell
 
 
 def resolve_device(device: str) -> str:

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from wmbench import data as datasets
-from wmbench import metrics
+from wmbench import metrics, tracking
 from wmbench.cells import (
     BEHAVIOUR_LABEL,
     PRECISIONS,
@@ -30,6 +30,7 @@ from wmbench.cells import (
     cell_of,
     checkpoint_path,
     eval_config,
+    log_backend,
     model_config,
     resolve_device,
     snapshot_steps,
@@ -42,7 +43,7 @@ from wmbench.models.base import Trajectories, WorldModel, get_model_class
 from wmbench.models.flops import training_flop_per_update
 from wmbench.models.training import snapshot_path, training_state_path, warn_if_bf16_is_emulated
 from wmbench.oracle import Oracle, Replay
-from wmbench.paths import file_lock
+from wmbench.paths import file_lock, runs_root
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.recording import make_random_dataset
@@ -153,6 +154,7 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     cell = cell_of(request)
     config = eval_config(request)
     device = resolve_device(request.device)
+    backend = log_backend(request.log, request.profile, request.overrides)
     warn_if_bf16_is_emulated(device, cell.precision)
 
     def stored() -> pd.DataFrame | None:
@@ -166,7 +168,10 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     with store.lock(cell, lambda: say(f"waiting: another process is computing {store.path(cell)}")):
         if (rows := stored()) is not None:  # computed by the process we waited for
             return rows
-        store.write(cell, _compute(request, cell, config, device, make_missing, progress, say))
+        name = cell.relative_path().with_suffix("")
+        params = {"cell": dataclasses.asdict(cell), "config": cell_config(request), "provenance": provenance(device)}
+        with tracking.logged_run(backend, runs_root() / name, str(name), params):
+            store.write(cell, _compute(request, cell, config, device, make_missing, progress, say))
     return store.load(cell)
 
 
@@ -253,6 +258,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
     table = pd.concat([table, pd.DataFrame([(f"wall_{stage}_s", 0, seconds) for stage, seconds in
                                             watch.seconds.items()], columns=["metric", "step", "value"])],
                       ignore_index=True)
+    log_results(table)
     return table.assign(
         n_trajectories=len(trial.starts), train_transitions=train.n_transitions, train_episodes=train.n_episodes,
         dataset_train_transitions=train.normalising.n_transitions,
@@ -260,6 +266,16 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         config=json.dumps(cell_config(request), sort_keys=True), **provenance(device),
         **datasets.card_columns(cell.dataset),
     )
+
+
+def log_results(table: pd.DataFrame) -> None:
+    """A cell's numbers to its log (group `eval`): each per-step metric against the rollout step (the
+    error-against-horizon curve), the others at step 0; the histogram of z and the curve left out."""
+    if not tracking.logging("eval"):
+        return
+    rows = table[~table["metric"].str.startswith("curve_") & (table["metric"] != "action_z_hist")]
+    for step, group in rows.groupby("step"):
+        tracking.log("eval", dict(zip(group["metric"], group["value"])), int(step))
 
 
 CURVE_METRICS = ("mse", "mse_alive", "alive_fraction", "mse_norm")  # stored per training step as curve_<metric>
@@ -274,17 +290,33 @@ def curve_rows(model: WorldModel, path: Path, eval_every: int, trial: Trial, fin
     flop = training_flop_per_update(type(model), model.config, trial.env, trial.device) if model.fit_report.steps \
         else 0
     frames = []
-    for step in tqdm(steps, desc=f"learning curve of {model.name}", disable=not progress, leave=False):
+    for i, step in enumerate(tqdm(steps, desc=f"learning curve of {model.name}", disable=not progress, leave=False)):
         snap_path = snapshot_path(training_state_path(path), step)
         snapshot = WorldModel.load(snap_path, device=trial.device)
-        adapt(snapshot, snap_path, trial.policy, train, trial.request.seed, trial.device, False, lambda _: None)
+        with tracking.quiet():  # the tuning log is the final model's
+            adapt(snapshot, snap_path, trial.policy, train, trial.request.seed, trial.device, False, lambda _: None)
         traj, replay, _ = trial.run(snapshot, say, watch)
         rows = metric_rows(traj, replay, trial.obs_std, observation_names(trial.env.name))
         frames.append(pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(train_step=step))
+        tracking.progress("curve", i + 1, len(steps))
     frames.append(final.assign(train_step=model.fit_report.steps))
     curve = pd.concat(frames, ignore_index=True)
     curve = curve[curve["metric"].isin(CURVE_METRICS)]
-    return curve.assign(metric="curve_" + curve["metric"], train_flops=curve["train_step"] * float(flop))
+    curve = curve.assign(metric="curve_" + curve["metric"], train_flops=curve["train_step"] * float(flop))
+    log_curve(curve, trial.request.horizon)
+    return curve
+
+
+def log_curve(curve: pd.DataFrame, horizon: int) -> None:
+    """Each snapshot's errors at steps 1 and h to the log, against updates (group `curve`) and against
+    training FLOPs (group `curve_flops`, its step the FLOPs)."""
+    if not tracking.logging("curve"):
+        return
+    ends = curve[curve["step"].isin({1, horizon})]
+    for (update, flops), snap in ends.groupby(["train_step", "train_flops"]):
+        values = {f"{m.removeprefix('curve_')}_{s}": v for m, s, v in zip(snap["metric"], snap["step"], snap["value"])}
+        tracking.log("curve", values, int(update))
+        tracking.log("curve_flops", values, int(flops))
 
 
 def metric_rows(traj, replay, obs_std: np.ndarray, dim_names: tuple[str, ...]) -> list[tuple[str, int, float]]:

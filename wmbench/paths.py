@@ -1,9 +1,9 @@
 """Where wmbench keeps things: one workspace folder for everything a run writes.
 
 The workspace is `WMBENCH_HOME` (set by `wmbench --workspace DIR`), else the current directory.
-Inside it: `datasets/` (the Minari root), `models/cache/` (trained models) and `results/` (the
-results store). Each location also has its own environment variable that overrides it. Nothing
-is ever written inside the installed package.
+Inside it: `datasets/` (the Minari root), `models/cache/` (trained models), `results/` (the
+results store) and `runs/` (logs, with `--log`). Each location also has its own environment
+variable that overrides it. Nothing is ever written inside the installed package.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def checkpoints_root() -> Path:
 def results_root() -> Path:
     """The results store: `WMBENCH_RESULTS`, else `results/` in the workspace."""
     return Path(os.environ.get("WMBENCH_RESULTS") or workspace() / "results")
+
+
+def runs_root() -> Path:
+    """Logs of runs watched as they happen (`--log`): `WMBENCH_RUNS`, else `runs/` in the workspace."""
+    return Path(os.environ.get("WMBENCH_RUNS") or workspace() / "runs")
 
 
 def user_profiles_dir() -> Path | None:

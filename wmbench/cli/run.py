@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from wmbench.cli.app import ALLOW_DIRTY_HELP, EVAL_EVERY_HELP, SET_HELP, app, console, print_steps, split
+from wmbench.cli.app import ALLOW_DIRTY_HELP, EVAL_EVERY_HELP, LOG_HELP, SET_HELP, app, console, print_steps, split
 from wmbench.errors import UsageError
 
 
@@ -35,6 +35,7 @@ def evaluate(
     precision: str = typer.Option("fp32", help="Generation precision: fp32, or bf16 (autocast; its own cell)."),
     no_make: bool = typer.Option(False, "--no-make", help="Fail instead of making a missing default dataset."),
     force: bool = typer.Option(False, "--force", help="Recompute a cell that is already in the results store."),
+    log: Optional[str] = typer.Option(None, help=LOG_HELP),
     allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
     """Train (or load) a world model, generate on-policy trajectories, replay them in the simulator
@@ -48,7 +49,7 @@ def evaluate(
 
     request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, overrides=tuple(set_),
                           dataset=dataset, n_trajectories=n_trajectories, eval_every=eval_every, device=device, policy=policy,
-                          precision=precision, **({} if policy_std is None else {"policy_std": policy_std}))
+                          precision=precision, log=log, **({} if policy_std is None else {"policy_std": policy_std}))
     check_clean_tree(results_root(), allow_dirty)
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]
@@ -74,6 +75,8 @@ def rl(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP + " Sections: rl, imagination, ppo and the model's."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Run again a run that is already in the results store."),
+    log: Optional[str] = typer.Option(None, help=LOG_HELP.replace("under", "(each evaluation's return, model error, "
+                                                                           "imagined return and wall times) under")),
     allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
     """RL in imagination, the paper's Algorithm 3: collect real steps with the current policy, train the
@@ -88,7 +91,7 @@ def rl(
     from wmbench.rl import run as run_rl
 
     request = RLRequest(model=model, env=env, seed=seed, profile=profile, overrides=tuple(set_), env_steps=env_steps,
-                        device=device)
+                        device=device, log=log)
     check_clean_tree(results_root(), allow_dirty)
     table = run_rl(request, force=force)
     first = table.iloc[0]
@@ -163,6 +166,7 @@ def sweep(
                                                      "start a local Ray instance)."),
     cpus_per_task: float = typer.Option(1, help="Ray: CPUs per task (also its torch threads)."),
     gpus_per_task: float = typer.Option(0, help="Ray: GPUs per task (with --device cuda)."),
+    log: Optional[str] = typer.Option(None, help=LOG_HELP + " One run per cell."),
     allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
 ) -> None:
     """Evaluate every (model, env, horizon, seed, and --grid setting) cell that is not in the results store yet.
@@ -188,7 +192,7 @@ def sweep(
                     split(horizons, int, "--horizons"), split(seeds, int, "--seeds"),
                     axes=grid_, policy_stds=[] if policy_std is None else split(policy_std, float, "--policy-std"),
                     profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories,
-                    eval_every=eval_every, policy=policy)
+                    eval_every=eval_every, policy=policy, log=log)
     check_clean_tree(results_root(), allow_dirty)
     outcome = run_sweep(requests, workers=workers, ray=ray)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from wmbench import tracking
 from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.errors import UsageError
@@ -203,6 +204,10 @@ class MLPEnsemble(AutoregressiveWorldModel):
                 stale += 1
             bar.update()
             bar.set_postfix(holdout_mse=f"{best.mean().item():.4f}")
+            tracking.progress("train", epoch, c.max_epochs)
+            if tracking.logging("train"):  # against updates, like the other models' training
+                tracking.log("train", {"loss": loss.item(), "holdout_mse": mse.mean().item(),
+                                       "holdout_mse_best": best.mean().item(), "epoch": epoch}, steps)
         bar.close()
         self.load_state_dict(snapshot)
         self.eval()

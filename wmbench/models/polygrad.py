@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import trange
 
+from wmbench import tracking
 from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import FitReport, Trajectories, WorldModel, register_model
@@ -166,8 +167,14 @@ class PolyGRAD(WorldModel):
         n_windows, loss = self.loss_items(data)
         start_obs = torch.as_tensor(data.observations, device=self.device)
 
+        resuming = state_path is not None and state_path.is_file()
+
         def tune(step: int) -> None:
+            nonlocal resuming
             if policy is not None and c.tune_every and step % c.tune_every == 0:
+                if resuming:  # the restored history says where the tuning log goes on
+                    tracking.restart("tune", len(self.delta_history) + 1)
+                    resuming = False
                 self.tune_delta(policy, start_obs, 1, generator, progress=False)
 
         result = fit_denoiser(self, self.denoiser, loss, n_windows, c,
@@ -244,9 +251,10 @@ class PolyGRAD(WorldModel):
         the policy mean, where the rule's sign inverts and tuning runs away (to inf with a nearly
         deterministic policy). Below that ceiling the paper's rule is unchanged."""
         c = self.config
-        for _ in trange(iterations, desc=f"tune {self.name} delta", disable=not progress, leave=False):
+        for i in trange(iterations, desc=f"tune {self.name} delta", disable=not progress, leave=False):
             obs = start_obs[random_index(len(start_obs), c.tune_batch_size, generator, start_obs.device)]
             self._delta_step(policy, self.rollout(obs, policy, c.horizon, generator=generator), c.delta_lr)
+            tracking.progress("tune", i + 1, iterations)
         return self.delta_history
 
     @torch.no_grad()
@@ -256,6 +264,8 @@ class PolyGRAD(WorldModel):
         ceiling = 2 * math.log(float(policy.mean_std(traj.observations[:, 0])[1].min()))
         self.log_delta.copy_((self.log_delta + lr * (act_std - 1.0)).clamp(max=ceiling))
         self.delta_history.append(self.delta)
+        if tracking.logging("tune"):
+            tracking.log("tune", {"delta": self.delta, "std_z": float(act_std)}, len(self.delta_history))
 
     def follow_policy(self, policy: GaussianPolicy, traj: Trajectories, rate: float) -> None:
         """The paper's online tuning: one step of the delta rule per imagined batch."""
@@ -270,6 +280,7 @@ class PolyGRAD(WorldModel):
             return False
         self.log_delta.fill_(math.log(self.config.delta_init))
         self.delta_history = []
+        tracking.restart("tune", 1)  # tuning starts afresh: an interrupted one's log is stale
         start_obs = torch.as_tensor(data.observations, device=self.device)
         self.tune_delta(policy, start_obs, self.config.tune_iterations, generator, progress)
         self.tuned_for = fingerprint

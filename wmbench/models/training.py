@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from wmbench import tracking
 from wmbench.config import param
 from wmbench.models.base import FitReport, WorldModel
 from wmbench.paths import atomic_write_bytes
@@ -179,7 +180,9 @@ def train_steps(
 
     start, loss, last = time.perf_counter(), None, float("nan")
     bar = tqdm(total=config.train_steps, initial=start_step, desc=desc, disable=not progress, leave=False)
-    writer = _StateWriter()
+    writer, rate = _StateWriter(), _Rate(start_step)
+    if start_step:
+        tracking.restart("train", start_step + 1)  # the interrupted run may have logged past its saved state
     try:
         for step in range(start_step + 1, config.train_steps + 1):
             draw_index(n_items, generator, out=index)
@@ -188,9 +191,12 @@ def train_steps(
                 ema.update(net, step, last=step == config.train_steps)
             if after_step is not None:
                 after_step(step)
-            if step % LOG_EVERY == 0:
+            if step % LOG_EVERY == 0 or step == config.train_steps:  # a short training is logged too
                 last = loss.item()
                 bar.set_postfix(loss=f"{last:.4f}")
+                if tracking.logging("train"):
+                    tracking.log("train", _training_scalars(last, net, ema, optimiser, rate(step)), step)
+            tracking.progress("train", step, config.train_steps)
             if state_path is not None and config.snapshot_every and step % config.snapshot_every == 0 \
                     and step < config.train_steps:  # the last one is the model itself
                 report = FitReport(steps=step, seconds=seconds_before + time.perf_counter() - start, loss=loss.item())
@@ -208,6 +214,37 @@ def train_steps(
     if state_path is not None:
         state_path.unlink(missing_ok=True)  # finished: the caller saves the model itself
     return TrainResult(last, seconds_before + time.perf_counter() - start, start_step)
+
+
+class _Rate:
+    """Updates per second since the previous call (the loss read-back before it has synchronised the device)."""
+
+    def __init__(self, step: int):
+        self.step, self.time = step, time.perf_counter()
+
+    def __call__(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self.step) / max(now - self.time, 1e-9)
+        self.step, self.time = step, now
+        return rate
+
+
+@torch.no_grad()
+def _training_scalars(loss: float, net: nn.Module, ema: EMA | None, optimiser: torch.optim.Optimizer,
+                      updates_per_s: float) -> dict[str, float]:
+    """What a log shows of training every `LOG_EVERY` updates: the loss, the pace, the learning rate, the
+    norm of the latest gradient and how far the EMA weights lag behind the trained ones (relative)."""
+    values = {"loss": loss, "updates_per_s": updates_per_s, "lr": float(optimiser.param_groups[0]["lr"]),
+              "grad_norm": _norm([p.grad for p in net.parameters() if p.grad is not None])}
+    if ema is not None:
+        trained = list(net.parameters())
+        values["ema_gap"] = _norm(torch._foreach_sub(list(ema.model.parameters()), trained)) / _norm(trained)
+    return values
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    """The L2 norm of all the tensors together (NaN for none)."""
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))) if tensors else float("nan")
 
 
 class _Update:

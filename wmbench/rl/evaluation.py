@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wmbench import tracking
 from wmbench.config import config_section, param
 from wmbench.errors import UsageError
 from wmbench.models.base import WorldModel
@@ -91,6 +92,7 @@ class RunLog:
             self.rows.append(("delta", step, float(delta[-1])))
         self.rows += [(name, step, float(self.counts[name])) for name in ("model_updates", "agent_updates")]
         self.error, self.imagined = None, []
+        self.publish(step)
 
     def record(self, step: int, returns: np.ndarray, lengths: np.ndarray, std: float, watch: Stopwatch) -> None:
         """The rows every run stores at an evaluation, PPO's included."""
@@ -98,6 +100,14 @@ class RunLog:
                       ("episode_length", step, float(lengths.mean())), ("policy_std", step, std)]
         self.rows += [(f"wall_{stage}_s", step, seconds) for stage, seconds in watch.seconds.items()]
         self.counts["last_eval"] = step
+
+    def publish(self, step: int) -> None:
+        """The rows of the evaluation at `step` to the run's log (group `rl`, against real steps)."""
+        tracking.log("rl", {name: value for name, at, value in self.rows if at == step}, step)
+
+    def resumed(self) -> None:
+        """The run goes on from its last saved evaluation: what the interrupted process logged later is stale."""
+        tracking.restart("rl", self.counts["last_eval"] + 1)
 
     def latest(self, metric: str) -> float:
         return next((value for name, _, value in reversed(self.rows) if name == metric), float("nan"))

@@ -158,6 +158,7 @@ def run_imagination(model: WorldModel, real: RealEnv, rl: RLConfig, config: Imag
         learner.load_state_dict(saved["learner"])
         model.load_state_dict(saved["model"])
         log, watch.seconds, collector.episodes = saved["log"], dict(saved["seconds"]), saved["episodes"]
+        log.resumed()
         set_rng_state(saved["rng"], generator, rng)
 
     def act(obs: np.ndarray) -> np.ndarray:

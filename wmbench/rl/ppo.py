@@ -54,6 +54,7 @@ def run_ppo(real: RealEnv, rl: RLConfig, config: PPOConfig, *, seed: int, state_
         for name, value in saved["counters"].items():
             setattr(agent, name, value)
         log, watch.seconds = saved["log"], dict(saved["seconds"])
+        log.resumed()
 
     def evaluate(step: int) -> None:
         with watch("evaluation"):
@@ -61,6 +62,7 @@ def run_ppo(real: RealEnv, rl: RLConfig, config: PPOConfig, *, seed: int, state_
                                                rl.eval_episodes, eval_seed(seed))
         with torch.no_grad():
             log.record(step, returns, lengths, agent.policy.log_std.exp().mean().item(), watch)
+        log.publish(step)
 
     class Evaluations(BaseCallback):
         """Evaluates and saves every `eval_every` steps; stops the run at exactly `env_steps`."""

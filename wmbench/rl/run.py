@@ -3,6 +3,7 @@ and the loop (or PPO) that makes its rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -12,13 +13,14 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from wmbench.cells import MAX_SEED, model_config, resolve_device
+from wmbench import tracking
+from wmbench.cells import MAX_SEED, log_backend, model_config, resolve_device
 from wmbench.config import build_config, canonical_overrides, config_hash, identity, profile_label
 from wmbench.envs import get_env
 from wmbench.errors import UsageError
 from wmbench.models.base import get_model_class
 from wmbench.oracle import RealEnv
-from wmbench.paths import checkpoints_root
+from wmbench.paths import checkpoints_root, runs_root
 from wmbench.provenance import provenance
 from wmbench.results import RL_DATASET, Cell, ResultsStore
 from wmbench.rl.evaluation import RLConfig, check_rl
@@ -37,6 +39,7 @@ class RLRequest:
     overrides: tuple[str, ...] = ()
     env_steps: int | None = None
     device: str = "cpu"
+    log: str | None = None  # a log back-end (tracking.BACKENDS), else the profile's; not part of the run's cell
 
 
 def _say(message: str) -> None:
@@ -87,6 +90,7 @@ def run(request: RLRequest, *, store: ResultsStore | None = None, force: bool = 
     configs = run_configs(request)
     cell = cell_of(request, configs)
     device = resolve_device(request.device)
+    backend = log_backend(request.log, request.profile, request.overrides)
     with store.lock(cell, lambda: say(f"waiting: another process is running {store.path(cell)}")):
         stored = None if force else store.load(cell)
         if stored is not None:
@@ -98,15 +102,20 @@ def run(request: RLRequest, *, store: ResultsStore | None = None, force: bool = 
         if state_path.is_file():
             say(f"resuming from {state_path} (its last evaluation)")
         real = RealEnv.mujoco(cell.env)
-        if request.model == PPO:
-            table = run_ppo(real, configs["rl"], configs[PPO], seed=request.seed, state_path=state_path,
-                            progress=progress)
-        else:
-            model_cls = get_model_class(request.model)
-            torch.manual_seed(request.seed)
-            model = model_cls(real.obs_dim, real.act_dim, configs[request.model])
-            table = run_imagination(model, real, configs["rl"], configs["imagination"], seed=request.seed,
-                                    state_path=state_path, device=device, progress=progress)
+        name = cell.relative_path().with_suffix("")
+        params = {"cell": dataclasses.asdict(cell), "config": {k: identity(v) for k, v in configs.items()},
+                  "provenance": provenance(device)}
+        # the world model's own training restarts at every iteration: the run's log is its evaluations
+        with tracking.logged_run(backend, runs_root() / "rl" / name, f"rl/{name}", params, groups=frozenset({"rl"})):
+            if request.model == PPO:
+                table = run_ppo(real, configs["rl"], configs[PPO], seed=request.seed, state_path=state_path,
+                                progress=progress)
+            else:
+                model_cls = get_model_class(request.model)
+                torch.manual_seed(request.seed)
+                model = model_cls(real.obs_dim, real.act_dim, configs[request.model])
+                table = run_imagination(model, real, configs["rl"], configs["imagination"], seed=request.seed,
+                                        state_path=state_path, device=device, progress=progress)
         table = table.assign(overrides=canonical_overrides(request.overrides),
                              config=json.dumps({k: identity(v) for k, v in configs.items()}, sort_keys=True),
                              **provenance(device))

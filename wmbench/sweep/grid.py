@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import wmbench.sections  # noqa: F401 - every config section, also in a worker process
-from wmbench.cells import EvalRequest, cell_of
+from wmbench import tracking
+from wmbench.cells import EvalRequest, cell_of, log_backend
 from wmbench.config import canonical_overrides, parse_overrides
 from wmbench.errors import UsageError
 from wmbench.evaluate import prepare_inputs
@@ -41,8 +42,9 @@ def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], se
     stds = [{"policy_std": std} for std in policy_stds] or [{}]
     requests = [EvalRequest(model=m, env=e, horizon=h, seed=s, overrides=o, **std, **common)
                 for e, m, o, std, s, h in itertools.product(envs, models, settings, stds, seeds, horizons)]
-    for request in requests:  # an unknown model, env, profile or override fails here, before hours of work
+    for request in requests:  # an unknown model, env, profile, override or log back-end fails here, before hours of work
         cell_of(request)
+        log_backend(request.log, request.profile, request.overrides)
     return requests
 
 
@@ -108,20 +110,31 @@ def prepare_shared_inputs(requests: list[EvalRequest], progress: bool, say: Call
         prepare_inputs(env, dataset_id, profile, overrides, policy, make_missing=True, progress=progress, say=say)
 
 
-def run_group(requests: list[EvalRequest], store_root: str, evaluator: Evaluator) -> list[Outcome]:
+Progress = Callable[[Cell, str, int, int], None]  # (cell, stage, done, total); stage "" when a cell starts,
+# "done" or "failed" when it ends
+
+
+def run_group(requests: list[EvalRequest], store_root: str, evaluator: Evaluator,
+              report: Progress | None = None) -> list[Outcome]:
     """Evaluate cells one after another (in whatever process a backend runs this): their outcomes,
-    each cell's failure file written or removed."""
+    each cell's failure file written or removed; each cell's start and stages' progress to `report`."""
     store = ResultsStore(store_root)
     outcomes = []
     for request in requests:
         cell, start = cell_of(request), time.perf_counter()
+        on_progress = None if report is None else (lambda stage, done, total: report(cell, stage, done, total))
         try:
-            evaluator(request, store=store, progress=False, say=lambda message: None)
+            if report is not None:
+                report(cell, "", 0, 0)
+            with tracking.watch(tracking.Tracker(on_progress=on_progress)):
+                evaluator(request, store=store, progress=False, say=lambda message: None)
             error = None
         except Exception:  # noqa: BLE001 - one cell's failure must not stop the sweep
             error = traceback.format_exc()
         record_failure(store, cell, error)
         outcomes.append((cell, error, time.perf_counter() - start))
+        if report is not None:  # the group's outcomes come back at its end; the table learns of each cell now
+            report(cell, "failed" if error else "done", 0, 0)
     return outcomes
 
 

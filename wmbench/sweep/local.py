@@ -13,14 +13,22 @@ import torch
 
 from wmbench.cells import EvalRequest, cell_of
 from wmbench.results import ResultsStore
-from wmbench.sweep.grid import Evaluator, Outcome, run_group
+from wmbench.sweep.grid import Evaluator, Outcome, Progress, run_group
 
 ORPHAN_CHECK_S = 1.0  # how often a worker looks whether its driver is still there
+_to_driver = None  # in a worker: the queue its progress goes back to the driver by
 
 
-def _init_worker(threads: int, driver: int) -> None:
+def _init_worker(threads: int, driver: int, progress) -> None:
+    global _to_driver
+    _to_driver = progress
     torch.set_num_threads(threads)
     threading.Thread(target=_exit_when_orphaned, args=(driver,), daemon=True).start()
+
+
+def _report(cell, stage: str, done: int, total: int) -> None:
+    """A worker's progress, sent to the driver (picklable: it names the queue set up at the worker's start)."""
+    _to_driver.put((cell, stage, done, total))
 
 
 def _exit_when_orphaned(driver: int) -> None:
@@ -32,18 +40,21 @@ def _exit_when_orphaned(driver: int) -> None:
 
 
 def run_local(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: Evaluator, workers: int,
-              record: Callable[[list[Outcome]], None]) -> None:
-    """Run every group; `record` each group's outcomes as they come back. Each of `workers` > 1
-    processes gets cores / workers torch threads."""
+              record: Callable[[list[Outcome]], None], report: Progress | None = None) -> None:
+    """Run every group; `record` each group's outcomes as they come back, and `report` each cell's
+    progress as it runs. Each of `workers` > 1 processes gets cores / workers torch threads."""
     if workers <= 1:
         for group in groups:
-            record(run_group(group, str(store.root), evaluator))
+            record(run_group(group, str(store.root), evaluator, report))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+    progress = context.SimpleQueue()
+    relay = threading.Thread(target=_relay, args=(progress, report), name="wmbench-sweep-progress", daemon=True)
+    relay.start()
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(run_group, group, str(store.root), evaluator): group for group in groups}
+                             initargs=(threads, os.getpid(), progress)) as pool:
+        futures = {pool.submit(run_group, group, str(store.root), evaluator, _report): group for group in groups}
         try:
             for future in as_completed(futures):
                 try:
@@ -53,3 +64,12 @@ def run_local(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: E
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            progress.put(None)
+
+
+def _relay(progress, report: Progress | None) -> None:
+    """Pass the workers' progress to `report` until told to stop (None)."""
+    while (item := progress.get()) is not None:
+        if report is not None:
+            report(*item)

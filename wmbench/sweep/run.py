@@ -3,17 +3,20 @@ groups to a backend (`local` processes or `ray` tasks) and reports each cell as 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from typing import Callable
+from typing import Callable, Iterator
 
-from tqdm.auto import tqdm
+from rich.console import Console
+from rich.live import Live
 
-from wmbench.cells import EvalRequest
+from wmbench.cells import EvalRequest, cell_of
 from wmbench.evaluate import evaluate
 from wmbench.results import ResultsStore
 from wmbench.sweep.grid import Evaluator, Outcome, SweepOutcome, label, pending_groups, prepare_shared_inputs
 from wmbench.sweep.local import run_local
 from wmbench.sweep.ray_backend import RayOptions, run_ray
+from wmbench.sweep.status import SweepStatus
 
 
 def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsStore | None = None,
@@ -31,22 +34,38 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
     if evaluator is evaluate:  # the shared inputs, made once here rather than raced for by workers
         prepare_shared_inputs(list(itertools.chain(*groups)), progress, say)
 
-    bar = tqdm(total=n_pending, desc="sweep", unit="cell", disable=not progress)
+    status = SweepStatus([cell_of(r) for r in itertools.chain(*groups)], outcome.skipped, workers if ray is None else 1)
 
-    def record(results: list[Outcome]) -> None:
-        for cell, error, seconds in results:
-            if error is None:
-                outcome.done.append(cell)
-                bar.write(f"done    {label(cell)} ({seconds:.0f} s)")
-            else:
-                outcome.failed[cell] = error.strip().splitlines()[-1]
-                bar.write(f"FAILED  {label(cell)}: {outcome.failed[cell]}")
-            bar.update()
-        bar.set_postfix(failed=len(outcome.failed))
+    with _live(status, progress, say) as write:
+        def record(results: list[Outcome]) -> None:
+            for cell, error, seconds in results:
+                status.finished(cell, error, seconds)
+                if error is None:
+                    outcome.done.append(cell)
+                    write(f"done    {label(cell)} ({seconds:.0f} s)")
+                else:
+                    outcome.failed[cell] = error.strip().splitlines()[-1]
+                    write(f"FAILED  {label(cell)}: {outcome.failed[cell]}")
 
-    if ray is not None:
-        run_ray(groups, store, evaluator, ray, record, bar.write)
-    else:
-        run_local(groups, store, evaluator, workers, record)
-    bar.close()
+        if ray is not None:
+            run_ray(groups, store, evaluator, ray, record, write)
+        else:
+            run_local(groups, store, evaluator, workers, record, status.progress)
     return outcome
+
+
+@contextlib.contextmanager
+def _live(status: SweepStatus, progress: bool, say: Callable[[str], None]) -> Iterator[Callable[[str], None]]:
+    """On a terminal, the sweep's live table (on stderr, once a second) while the block runs, left
+    drawn at its end, an interruption included; elsewhere (a log file) the headline at the end. Yields
+    how to print a line above the table."""
+    console = Console(stderr=True)
+    if not progress or not console.is_terminal:
+        try:
+            yield say
+        finally:
+            if progress:
+                say(status.headline())
+        return
+    with Live(status.render(), console=console, refresh_per_second=1, get_renderable=status.render) as live:
+        yield lambda message: live.console.print(message, highlight=False, soft_wrap=True)
