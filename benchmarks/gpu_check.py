@@ -44,6 +44,7 @@ def steps(workspace: Path, device: str, profile: str) -> list[tuple[str, list[st
         ("gpu-tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                        "tests/test_gpu.py"], 150),
         ("train-fp32", [*train, "--models", f"{MODELS},ar-diffusion-2row"], 60),
+        ("train-tf32", [*train, "--models", "polygrad,ar-diffusion-2row", "--precision", "tf32"], 40),
         ("train-eager", [*train, "--models", "polygrad,ar-diffusion", "--set", "polygrad.cuda_graph=false",
                          "--set", "ar-diffusion.cuda_graph=false"], 30),
         ("generation", [*WMBENCH, "bench", *paper, "--horizons", "10,50", "--batch", "1024",

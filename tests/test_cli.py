@@ -137,6 +137,7 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--set", "data.train_transitions=100000000"], "cannot train on 100000000 transitions; its training split"),
     (["--dataset", "../../outside/ds-v0"], "is not a dataset id"),
     (["--dataset", "/abs/path"], "is not a dataset id"),
+    (["--model", "polygrad", "--set", "polygrad.precision='tf32'"], "precision = tf32 is a CUDA feature"),
 ])
 def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, args, expected, workspace):
     before = sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv"))
@@ -243,6 +244,8 @@ def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args
     (["--models", "nope"], "unknown model 'nope'"),
     (["--batch", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates"),
     (["--train", "--updates", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates"),
+    (["--train", "--precision", "tf32"], "precision = tf32 is a CUDA feature"),
+    (["--precision", "tf32"], "unknown precision 'tf32'; choose one of: fp32, bf16"),  # generation has no tf32
 ])
 def test_bench_bad_input(monkeypatch, capsys, args, expected):
     code, _, err = run_main(monkeypatch, capsys, "bench", "--profile", "smoke", "--horizons", "2", *args)

@@ -59,6 +59,25 @@ def test_bf16_training_and_generation_on_cuda(hopper_dataset):
 
 
 @pytest.mark.gpu
+def test_tf32_training_on_cuda_lands_near_fp32_and_restores_the_setting():
+    data = LinearSystem.random(3, 2, noise_std=0.01).dataset(episodes=20, length=30)
+    cls = get_model_class("polygrad")
+    before = torch.backends.cuda.matmul.allow_tf32
+
+    def train(precision: str) -> dict:
+        torch.manual_seed(0)
+        config = dataclasses.replace(model_config(cls, "smoke", 4), train_steps=40, precision=precision)
+        model = cls(3, 2, config).to("cuda")
+        model.fit(data, generator=torch.Generator("cuda").manual_seed(0), progress=False)
+        return {k: v.detach().float() for k, v in model.named_parameters()}
+
+    fp32, tf32 = train("fp32"), train("tf32")
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    apart = max((fp32[k] - tf32[k]).abs().max().item() for k in fp32)
+    assert 0 < apart < 0.05 * max(v.abs().max().item() for v in fp32.values()), apart
+
+
+@pytest.mark.gpu
 def test_bench_on_cuda(tmp_path):
     names = sorted(available_models())
     table = run_bench(names, [4], env="hopper", batch=16, profile="smoke", device="cuda", repeats=1,

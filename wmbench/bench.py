@@ -12,6 +12,7 @@ results store under the dataset `bench`, outside the evaluation figures.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from wmbench.envs import get_env
 from wmbench.errors import UsageError
 from wmbench.models.base import WorldModel, get_model_class
 from wmbench.models.flops import count_flops, synthetic_fitter, training_flop_per_update
+from wmbench.models.training import TF32, TRAIN_PRECISIONS, check_training_precision
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import BENCH_DATASET, Cell, ResultsStore
@@ -32,11 +34,13 @@ from wmbench.timing import timed
 
 
 def matmul_peak_gflops(device: str = "cpu", precision: str = "fp32", n: int = 2048, repeats: int = 5) -> float:
-    """The best GFLOP/s of an n x n matmul: the ceiling a model's generation is held against."""
-    a = torch.randn(n, n, device=device, dtype=PRECISIONS[precision])
-    b = torch.randn(n, n, device=device, dtype=PRECISIONS[precision])
-    torch.mm(a, b)
-    best = min(timed(lambda: torch.mm(a, b), device)[1] for _ in range(repeats))
+    """The best GFLOP/s of an n x n matmul: the ceiling a model's generation (or training) is held against."""
+    dtype = torch.float32 if precision == "tf32" else PRECISIONS[precision]
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    with TF32() if precision == "tf32" else contextlib.nullcontext():
+        torch.mm(a, b)
+        best = min(timed(lambda: torch.mm(a, b), device)[1] for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
 
 
@@ -68,14 +72,16 @@ def _measure(fn, device: str, repeats: int, transitions: int, autocast) -> Measu
     return Measurement(seconds, flop, transitions)
 
 
-def _start(models: list[str], env: str, device: str, precision: str, say) -> tuple[str, str, float]:
+def _start(models: list[str], env: str, device: str, precision: str, say,
+           precisions: tuple[str, ...] = tuple(PRECISIONS)) -> tuple[str, str, float]:
     """Check the inputs (a typo fails before anything is measured), then measure the matmul peak:
     `(device, env, peak GFLOP/s)`."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision not in precisions:
+        raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(precisions)}")
     for name in models:
         get_model_class(name)
     device, env = resolve_device(device), get_env(env).name
+    check_training_precision(precision, device)
     peak = matmul_peak_gflops(device, precision)
     say(f"dense {precision} matmul peak on {provenance(device)['device']}: {peak:.1f} GFLOP/s")
     return device, env, peak
@@ -184,7 +190,7 @@ def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfc
                     overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
                     updates: int = 50, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
     """Time per training update of every (model, horizon), stored as `train_*` rows."""
-    device, env, peak = _start(models, env, device, precision, say)
+    device, env, peak = _start(models, env, device, precision, say, TRAIN_PRECISIONS)
     store = store or ResultsStore()
     tables = []
     for name in models:

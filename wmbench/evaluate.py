@@ -41,7 +41,12 @@ from wmbench.envs import EnvSpec, get_env, observation_names
 from wmbench.errors import DatasetError
 from wmbench.models.base import Trajectories, WorldModel, get_model_class
 from wmbench.models.flops import training_flop_per_update
-from wmbench.models.training import snapshot_path, training_state_path, warn_if_bf16_is_emulated
+from wmbench.models.training import (
+    check_training_precision,
+    snapshot_path,
+    training_state_path,
+    warn_if_bf16_is_emulated,
+)
 from wmbench.oracle import Oracle, Replay
 from wmbench.paths import file_lock, runs_root
 from wmbench.policy import GaussianPolicy, PolicyConfig
@@ -156,6 +161,8 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     device = resolve_device(request.device)
     backend = log_backend(request.log, request.profile, request.overrides)
     warn_if_bf16_is_emulated(device, cell.precision)
+    model_settings = model_config(get_model_class(cell.model), request.profile, cell.horizon, request.overrides, cell.env)
+    check_training_precision(getattr(model_settings, "precision", "fp32"), device)
 
     def stored() -> pd.DataFrame | None:
         rows = None if force else store.load(cell)

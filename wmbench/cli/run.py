@@ -213,7 +213,8 @@ def bench(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     env: str = typer.Option("halfcheetah", help="Env whose observation and action sizes are used."),
     device: str = typer.Option("cpu", help="cpu or cuda (timings are synchronised)."),
-    precision: str = typer.Option("fp32", help="fp32, or bf16 (autocast during generation)."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 (autocast); with --train also tf32 (CUDA: "
+                                                "TensorFloat-32 matmuls)."),
     repeats: int = typer.Option(3, help="Timed rollouts per cell (the median is kept)."),
     train: bool = typer.Option(False, "--train", help="Time training updates instead of generation (at the "
                                                       "profile's batch and sizes; --precision bf16: autocast)."),

@@ -35,12 +35,13 @@ from tqdm.auto import tqdm
 
 from wmbench import tracking
 from wmbench.config import param
+from wmbench.errors import UsageError
 from wmbench.models.base import FitReport, WorldModel
 from wmbench.paths import atomic_write_bytes
 
 LOG_EVERY = 100  # updates between loss read-backs (each one waits for the device)
 GRAPH_WARMUP = 3  # eager updates before a CUDA graph is captured (the optimiser's state and cuBLAS set up)
-TRAIN_PRECISIONS = ("fp32", "bf16")
+TRAIN_PRECISIONS = ("fp32", "bf16", "tf32")
 STATE_FORMAT = 1
 
 
@@ -51,7 +52,8 @@ class TrainingConfig:
     lr: float = param(3e-4, "Adam learning rate", above=0)
     batch_size: int = param(256, "training examples per gradient step", low=1)
     train_steps: int = param(1_000_000, "gradient steps", low=1)
-    precision: str = param("fp32", "training precision: fp32, or bf16 (autocast; the paper trained with fp16)", choices=("fp32", "bf16"))
+    precision: str = param("fp32", "training precision: fp32, bf16 (autocast; the paper trained with fp16) or, on "
+                                   "CUDA, tf32 (fp32 weights, matmuls in TensorFloat-32)", choices=TRAIN_PRECISIONS)
     compile: bool = param(False, "torch.compile the network for training")
     cuda_graph: bool = param(True, "on CUDA, capture the update (forward, backward, Adam) as a CUDA graph and replay "
                                    "it: the same computation without a kernel launch per operation (ignored on a "
@@ -83,6 +85,25 @@ def warn_if_bf16_is_emulated(device: torch.device | str, precision: str) -> None
     if not any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")):
         warnings.warn("this CPU has no bf16 matrix units (AVX512-BF16 or AMX): bf16 is emulated and far slower "
                       "than fp32 here; use fp32 on this machine", stacklevel=2)
+
+
+def check_training_precision(precision: str, device: torch.device | str) -> None:
+    """One clear line, before any work, for a training precision this device does not have."""
+    if precision == "tf32" and torch.device(device).type != "cuda":
+        raise UsageError("precision = tf32 is a CUDA feature (TensorFloat-32 matmuls); on a CPU train in fp32 "
+                         "(or bf16 where the CPU has bf16 units)")
+
+
+class TF32:
+    """TF32 matmuls and convolutions on CUDA inside the block, the settings restored after (reusable,
+    like an autocast: entered for every update)."""
+
+    def __enter__(self) -> None:
+        self.saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    def __exit__(self, *exc) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
 
 
 def random_index(n: int, size: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
@@ -163,6 +184,7 @@ def train_steps(
     device = next(net.parameters()).device
     if config.precision not in TRAIN_PRECISIONS:
         raise ValueError(f"training precision must be one of {', '.join(TRAIN_PRECISIONS)}, got {config.precision!r}")
+    check_training_precision(config.precision, device)
     warn_if_bf16_is_emulated(device, config.precision)
     graphed = config.cuda_graph and device.type == "cuda" and not config.compile
     fused = {"fused": True, "capturable": graphed} if device.type == "cuda" else {"foreach": True}
@@ -172,9 +194,10 @@ def train_steps(
         start_step, seconds_before = _load_state(state_path, owner, ema, optimiser, generator)
     if config.compile:
         net.compile()
-    # autocast's weight cache cannot live across graph replays
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16",
-                              cache_enabled=not graphed)
+    # how an update's arithmetic is done: bf16 autocast (whose weight cache cannot live across graph
+    # replays), TF32 matmuls, or plain fp32
+    autocast = TF32() if config.precision == "tf32" else \
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16", cache_enabled=not graphed)
     index = torch.empty(config.batch_size, dtype=torch.long, device=device)
     update = _Update(loss_fn, optimiser, index, autocast, graphed, desc)
 
