@@ -114,14 +114,15 @@ def test_a_subset_cell_trains_its_own_checkpoint(hopper_dataset, tmp_path):
 
 # ----------------------------------------------------------------------------- the report against a key
 
-SIZES = (1000, 4000, 0)  # 0: all of the 16,000 training transitions
-FULL = 16000
+SIZES = (1000, 4000, 0)  # 0: all of the env's training transitions
+FULL = {"hopper": 16000, "halfcheetah": 15000}  # the envs' datasets differ in size
 
 
 def known_error(model, env, size, seed, step):
     """Error falls with the size, for `polygrad` as 1/size, for `mlp-ensemble` as 1/sqrt(size), not at all for the
     `persistence` floor; distinct per cell."""
-    scale = {"persistence": 1.0, "polygrad": 8000 / (size or FULL), "mlp-ensemble": (8000 / (size or FULL)) ** 0.5}[model]
+    size = size or FULL[env]
+    scale = {"persistence": 1.0, "polygrad": 8000 / size, "mlp-ensemble": (8000 / size) ** 0.5}[model]
     return scale * step * (1 + 0.1 * seed) * (2.0 if env == "hopper" else 1.0)
 
 
@@ -142,7 +143,7 @@ def write_grid_store(root) -> ResultsStore:
                     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
                         config=json.dumps({"data": data, model: {}}), n_trajectories=8, git_commit="abc")
                     if size:
-                        table = table.assign(train_transitions=size + 7 * seed, dataset_train_transitions=FULL)
+                        table = table.assign(train_transitions=size + 7 * seed, dataset_train_transitions=FULL[env])
                     store.write(Cell(model, env, f"wmbench/{env}/random-v0", "behaviour-std0.2", "quick", 5, seed,
                                      config_hash=f"{model[:2]}{size}"), table)
     return store
@@ -154,9 +155,9 @@ def test_the_grid_report_draws_the_stored_numbers_against_the_key(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 10_000 and tmp_path / "out" / name in written
     errors = pd.read_csv(tmp_path / "out" / "grid_errors.csv")
     hopper = errors[(errors["measure"] == "mse, step h") & (errors["panel"] == "hopper")]
-    assert len(hopper) == 3 * 3 and set(hopper["grid"]) == {1000, 4000, FULL}, "the size asked for; all = the full size"
+    assert len(hopper) == 3 * 3 and set(hopper["grid"]) == {1000, 4000, FULL["hopper"]}, "all = the full size"
     for size in SIZES:
-        point = hopper[(hopper["model"] == "polygrad") & (hopper["grid"] == (size or FULL))].iloc[0]
+        point = hopper[(hopper["model"] == "polygrad") & (hopper["grid"] == (size or FULL["hopper"]))].iloc[0]
         expected = [known_error("polygrad", "hopper", size, seed, 5) for seed in (0, 1, 2)]
         assert point["mean"] == pytest.approx(np.mean(expected)) and point["n_seeds"] == 3
         assert point["ci_low"] < np.mean(expected) < point["ci_high"]
@@ -166,20 +167,27 @@ def test_the_grid_report_draws_the_stored_numbers_against_the_key(tmp_path):
     against_floor = comparisons[(comparisons["b"] == "persistence") & (comparisons["panel"] == "hopper")]
     at = against_floor.set_index(["a", "grid"])
     assert at.loc[("polygrad", 1000), "ratio"] == pytest.approx(8.0) and at.loc[("polygrad", 1000), "verdict"] == "worse"
-    assert at.loc[("polygrad", FULL), "ratio"] == pytest.approx(0.5), "each value compared within itself"
+    assert at.loc[("polygrad", FULL["hopper"]), "ratio"] == pytest.approx(0.5), "each value compared within itself"
     robust = pd.read_csv(tmp_path / "out" / "grid_robustness.csv", keep_default_na=False)
-    growth = robust[(robust["b"] == "") & (robust["panel"] == "all envs")].set_index(["a", "grid"])["ratio"]
-    assert growth.to_dict() == pytest.approx({("polygrad", 1000): 16, ("polygrad", 4000): 4,
-                                              ("mlp-ensemble", 1000): 4, ("mlp-ensemble", 4000): 2})
-    versus = robust[(robust["b"] == "mlp-ensemble") & (robust["grid"] == 1000)]
-    assert len(versus) == 3 and np.allclose(versus["ratio"], 4) and (versus["verdict"] == "worse").all()
+    growth = robust[robust["b"] == ""].set_index(["panel", "a", "grid"])
+    for env, full in FULL.items():  # each env's error over its own at its own full size
+        assert growth.loc[(env, "polygrad", 1000), "ratio"] == pytest.approx(full / 1000)
+        assert growth.loc[(env, "mlp-ensemble", 4000), "ratio"] == pytest.approx((full / 4000) ** 0.5)
+        assert float(growth.loc[(env, "polygrad", 1000), "reference"]) == full
+    pooled = growth.xs("all envs")["ratio"].to_dict()  # the geometric mean of the envs' growths
+    assert pooled == pytest.approx({("polygrad", 1000): (16 * 15) ** 0.5, ("polygrad", 4000): 15 ** 0.5,
+                                    ("mlp-ensemble", 1000): (16 * 15) ** 0.25, ("mlp-ensemble", 4000): 15 ** 0.25})
+    versus = robust[(robust["b"] == "mlp-ensemble") & (robust["grid"] == 1000)].set_index("panel")
+    assert versus["ratio"].to_dict() == pytest.approx({"hopper": 4, "halfcheetah": 15 ** 0.5, "all envs": (16 * 15) ** 0.25})
+    assert (versus["verdict"] == "worse").all()
     assert "persistence" not in set(robust["a"]) | set(robust["b"]), "the floor learns nothing"
     objective = pd.read_csv(tmp_path / "out" / "grid_objective.csv")
     gap = objective[(objective["split"] == "gap") & (objective["panel"] == "hopper")].set_index("grid")["mean"]
     assert gap.to_dict() == pytest.approx({size: 1 / size + 0.5 for size in (1000, 4000)}), "held-out minus train"
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "data.train_transitions = 1,000" in readme and "(grid_objective.png)" in readme
-    assert "| polygrad vs mlp-ensemble | all envs | 1,000 | 6 | 4.00 [4.00, 4.00] | PolyGRAD less robust |" in readme
+    assert "| polygrad vs mlp-ensemble | hopper | 1,000 | 3 | 4.00 [4.00, 4.00] | PolyGRAD less robust |" in readme
+    assert "| polygrad | halfcheetah | 1,000 | 15,000 | 3 | 15.00 [15.00, 15.00] |" in readme
 
 
 def test_the_grid_report_needs_a_key_with_several_values(tmp_path):

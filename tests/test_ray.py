@@ -1,6 +1,7 @@
 """`wmbench sweep --backend ray` on a local Ray instance (2 CPUs): the local backend's numbers and
 semantics, with no shared filesystem between the driver and its tasks."""
 
+import dataclasses
 import functools
 import os
 import signal
@@ -37,11 +38,15 @@ def test_ray_stores_the_local_backends_numbers_and_a_rerun_skips_everything(hopp
     local = ResultsStore(tmp_path / "local")
     assert not run_sweep(requests, workers=2, store=local, progress=False, say=lambda m: None).failed
     monkeypatch.setenv("WMBENCH_CACHE", str(tmp_path / "ray-cache"))  # the Ray run trains its own models
+    monkeypatch.setenv("WMBENCH_RUNS", str(tmp_path / "runs"))
     remote = ResultsStore(tmp_path / "ray")
-    outcome = run_sweep(requests, store=remote, ray=RayOptions(), progress=False, say=lambda m: None)
+    logged = [dataclasses.replace(request, log="tensorboard") for request in requests]  # the same cells
+    outcome = run_sweep(logged, store=remote, ray=RayOptions(), progress=False, say=lambda m: None)
     assert len(outcome.done) == 4 and not outcome.failed
     pd.testing.assert_series_equal(numbers(remote), numbers(local))  # CPU, one thread each: identical
     assert len(list((tmp_path / "ray-cache").rglob("*.pt"))) == 4, "the trained checkpoints come back"
+    for cell in outcome.done:  # and so do the logs
+        assert list((tmp_path / "runs" / cell.relative_path().with_suffix("") / "eval").glob("events.out.*"))
     again = run_sweep(requests, store=remote, ray=RayOptions(), progress=False, say=lambda m: None)
     assert len(again.skipped) == 4 and not again.done
 

@@ -130,8 +130,9 @@ def test_time_left_is_the_mean_of_done_cells_of_the_model(monkeypatch):
     assert "about 5 min 50 s left" in status.headline()
 
 
-def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path, statuses):
-    store = ResultsStore(tmp_path)
+def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path, statuses, monkeypatch):
+    monkeypatch.setenv("WMBENCH_CACHE", str(tmp_path / "cache"))  # trained here, not loaded from earlier tests
+    store = ResultsStore(tmp_path / "results")
     requests = grid(["mlp-ensemble"], ["hopper"], [3, 5], [0, 1], profile="smoke")
     outcome = run_sweep(requests, workers=2, store=store, progress=False, say=lambda m: None)
     assert not outcome.failed, outcome.failed

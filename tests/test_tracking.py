@@ -66,19 +66,24 @@ def test_evaluate_logs_training_tuning_and_results_and_nothing_without_log(monke
                                                                            workspace, tmp_path):
     monkeypatch.setenv("WMBENCH_RUNS", str(tmp_path / "runs"))
     code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", "--model",
-                            "polygrad", "--set", "polygrad.train_steps=250", "--log", "tensorboard")
+                            "polygrad", "--set", "polygrad.train_steps=250", "--eval-every", "100", "--log", "tensorboard")
     assert code == 0, err
     store = ResultsStore(workspace["WMBENCH_RESULTS"])
     path = max(store.root.glob("hopper/polygrad/*.csv"), key=lambda p: p.stat().st_mtime)
     rows = pd.read_csv(path)
     run = tmp_path / "runs" / path.relative_to(store.root).with_suffix("")
+    # the training's steps alone (the short trainings that count FLOPs for the curve log nothing)
     assert [step for step, _ in scalars(run / "train", "train/loss")] == [100, 200, 250]
+    curve = rows[(rows["metric"] == "curve_mse") & (rows["step"] == 10)]
+    assert scalars(run / "curve", "curve/mse_10") == [(s, pytest.approx(v, rel=1e-6))
+                                                      for s, v in zip(curve["train_step"], curve["value"])]
+    assert [step for step, _ in scalars(run / "curve", "curve/mse_10")] == [100, 200, 250]
     mse = rows[rows["metric"] == "mse"]
     steps, values = zip(*scalars(run / "eval", "eval/mse"))  # the error against the horizon
     assert list(steps) == list(mse["step"]) and values == pytest.approx(list(mse["value"]), rel=1e-6)
     z_std = rows.loc[rows["metric"] == "action_z_std", "value"].iloc[0]
     assert scalars(run / "eval", "eval/action_z_std") == [(0, pytest.approx(z_std, rel=1e-6))]
-    deltas = rows.loc[rows["metric"] == "delta", "value"]  # the stored tuning path, one per iteration
+    deltas = rows.loc[rows["metric"] == "delta", "value"]  # the final model's tuning path (not the snapshots')
     assert [delta for _, delta in scalars(run / "tune", "tune/delta")] == pytest.approx(list(deltas), rel=1e-6)
     assert len(scalars(run / "tune", "tune/std_z")) == len(deltas) > 0
 
@@ -98,6 +103,14 @@ def test_a_missing_or_unknown_back_end_is_one_line(monkeypatch, capsys, hopper_d
                                                                                 "--profile", "smoke"]):
             code, _, err = run_main(monkeypatch, capsys, *command, "--log", backend)
             assert code == 2 and err.strip().splitlines() == [f"wmbench: error: {message}"], err
+
+
+def test_mlflow_on_ray_is_refused_before_any_work(monkeypatch, capsys, workspace):
+    code, out, err = run_main(monkeypatch, capsys, "sweep", "--envs", "hopper", "--profile", "smoke", "--backend", "ray",
+                              "--log", "mlflow")
+    assert code == 2 and "sweep:" not in out
+    assert err.strip().splitlines() == ["wmbench: error: --log mlflow keeps one local store per machine, which Ray tasks "
+                                        "cannot share; with --backend ray log to tensorboard or wandb"]
 
 
 def test_an_rl_run_logs_each_evaluation(monkeypatch, tmp_path):

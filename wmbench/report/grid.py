@@ -178,23 +178,29 @@ def _last_errors(sel: Selection, metric: str) -> pd.DataFrame:
 
 
 def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
-    """How much each model's error grows away from the largest value of the key (all the data), and whether
-    PolyGRAD's grows less than another model's: paired by seed (a seed's subsets are nested).
+    """How much each model's error grows away from the largest value of the key in each env (all its data),
+    and whether PolyGRAD's grows less than another model's: paired by seed (a seed's subsets are nested).
 
-    Rows with `b` empty: model `a`'s error at the value over its own at the `reference` (the largest value),
-    the geometric mean over seeds with a paired t interval. Rows with `b`: that growth of PolyGRAD over the
-    growth of `b` (below 1: PolyGRAD loses less accuracy: more robust); the verdict as in `stats.compare`.
-    Each env, and all envs pooled; the persistence floor, which learns nothing, is left out."""
+    Rows with `b` empty: model `a`'s error at the value over its own at the env's `reference` (its largest
+    value), the geometric mean over seeds with a paired t interval. Rows with `b`: that growth of PolyGRAD
+    over the growth of `b` (below 1: PolyGRAD loses less accuracy: more robust); the verdict as in
+    `stats.compare`. Each env, and all envs pooled (reference NaN: each env's own); the persistence floor,
+    which learns nothing, is left out."""
     errors = _last_errors(sel, metric)
     if errors.empty:
         return pd.DataFrame(columns=ROBUSTNESS_COLUMNS)
-    reference = max(values(sel))
-    models = [m for m in sel.models if m != FLOOR]
+    reference = sel.rows.groupby("panel")[GRID_COLUMN].max()  # each env's full data (its sizes differ)
+    row_reference = pd.Series(errors.index.get_level_values("panel").map(reference), index=errors.index)
+    models = [m for m in sel.models if m != FLOOR and m in errors.columns.get_level_values("model")]
     growth = {}
     for model in models:
-        for value in values(sel):
-            if value != reference and (model, value) in errors and (model, reference) in errors:
-                growth[model, value] = errors[(model, value)] / errors[(model, reference)]
+        own = errors[model]
+        at_reference = pd.Series([own.at[row, ref] if ref in own.columns else np.nan
+                                  for row, ref in row_reference.items()], index=errors.index)
+        for value in own.columns:
+            ratio = (own[value] / at_reference).where(row_reference != value)
+            if ratio.notna().any():
+                growth[model, value] = ratio
     rows = []
     for (model, value), ratio in growth.items():
         rows += _compared(ratio, None, value, reference, model, "")
@@ -205,16 +211,17 @@ def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
 
 
-def _compared(a: pd.Series, b: pd.Series | None, value, reference, name_a: str, name_b: str) -> list[list]:
+def _compared(a: pd.Series, b: pd.Series | None, value, reference: pd.Series, name_a: str, name_b: str) -> list[list]:
     """Rows of `ROBUSTNESS_COLUMNS` per (panel, horizon) and pooled over panels: `a` against `b`
-    (against 1 when `b` is None), paired over the seeds both have."""
+    (against 1 when `b` is None), paired over the seeds both have; `reference`: each panel's."""
     pair = pd.concat([a.rename("a"), (a * 0 + 1 if b is None else b).rename("b")], axis=1).dropna().reset_index()
     rows = []
     groups = [(panel, horizon, part) for (panel, horizon), part in pair.groupby(["panel", "horizon"])]
     groups += [(ALL_PANELS, horizon, part) for horizon, part in pair.groupby("horizon") if part["panel"].nunique() > 1]
     for panel, horizon, part in groups:
         c = compare(part["a"], part["b"], strata=part["panel"].to_numpy() if panel == ALL_PANELS else None)
-        rows.append([panel, int(horizon), value, reference, name_a, name_b, c.n, c.ratio, c.low, c.high, c.verdict])
+        rows.append([panel, int(horizon), value, reference.get(panel, np.nan), name_a, name_b, c.n, c.ratio, c.low,
+                     c.high, c.verdict])
     return rows
 
 
@@ -223,10 +230,10 @@ def robustness_wide(robust: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.Da
     growth over each other model's with the verdict (below 1: PolyGRAD is more robust)."""
     text = [interval_text(*r, fmt=".2f") for r in robust[["ratio", "ratio_low", "ratio_high"]].to_numpy()]
     robust = robust.assign(text=text, at=[value_text(v, key) for v in robust[GRID_COLUMN]],
-                           of=[value_text(v, key) for v in robust["reference"]])
+                           of=[value_text(v, key) if np.isfinite(v) else "each env's" for v in robust["reference"]])
     own, against = robust[robust["b"] == ""], robust[robust["b"] != ""]
-    growth = pd.DataFrame({"model": own["a"], "panel": own["panel"], key: own["at"], "n": own["n"],
-                           "error / error with " + (own["of"].iloc[0] if len(own) else "all"): own["text"]})
+    growth = pd.DataFrame({"model": own["a"], "panel": own["panel"], key: own["at"], "largest": own["of"],
+                           "n": own["n"], "error / error at the largest": own["text"]})
     verdicts = against["verdict"].str.replace("better", "PolyGRAD more robust").str.replace(
         "worse", "PolyGRAD less robust")
     versus = pd.DataFrame({"A vs B": against["a"] + " vs " + against["b"], "panel": against["panel"],

@@ -211,7 +211,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
     if "robustness" in sections:
         growth, versus = sections["robustness"]
         parts += ["## Robustness: the accuracy each model loses away from the largest value", "",
-                  f"A model's error at the horizon at a value of `{key}` over its own error at the largest value, "
+                  f"A model's error at the horizon at a value of `{key}` over its own error at the env's largest value "
+                  "(`largest`; pooled over envs, each env's own), "
                   "paired by seed (a seed's smaller subsets lie inside its larger ones), as the geometric mean over "
                   "seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
                   "loses less accuracy than that model (more robust), and the verdict says so only where the "

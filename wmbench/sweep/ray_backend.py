@@ -2,9 +2,9 @@
 
 Each task gets what its cells need as bytes (the dataset folder, which holds the evaluation
 policies too, and whatever the driver's cache holds of the group's checkpoint), evaluates them in a
-temporary workspace of its own, and returns the cells' result files, their tracebacks, and the
-checkpoints it trained. The driver writes all of it: the results store, `<cell>.failed.txt`, and
-the checkpoints into its cache, so a rerun skips stored cells and reuses trained models, as the
+temporary workspace of its own, and returns the cells' result files, their tracebacks, the
+checkpoints it trained and, with `--log`, the cells' logs. The driver writes all of it: the results
+store, `<cell>.failed.txt`, the checkpoints into its cache and the logs into its `runs/`, so a rerun skips stored cells and reuses trained models, as the
 local backend does. A task whose worker dies is retried once by Ray, then reported as failed.
 """
 
@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from wmbench.cells import EvalRequest, cell_of, checkpoint_path
+from wmbench.cells import EvalRequest, cell_of, checkpoint_path, log_backend
 from wmbench.data import dataset_dir
 from wmbench.errors import UsageError
 from wmbench.models.base import get_model_class
-from wmbench.paths import atomic_write_bytes, checkpoints_root, datasets_root, results_root
+from wmbench.paths import atomic_write_bytes, checkpoints_root, datasets_root, results_root, runs_root
 from wmbench.results import ResultsStore
 from wmbench.sweep.grid import Evaluator, Outcome, record_failure, run_group
 
 Files = dict[str, bytes]  # relative path -> contents
-WORKSPACE_VARIABLES = ("WMBENCH_HOME", "MINARI_DATASETS_PATH", "WMBENCH_CACHE", "WMBENCH_RESULTS")
+WORKSPACE_VARIABLES = ("WMBENCH_HOME", "MINARI_DATASETS_PATH", "WMBENCH_CACHE", "WMBENCH_RESULTS", "WMBENCH_RUNS")
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ def checkpoint_files(request: EvalRequest) -> Files:
 
 
 def evaluate_group(requests: list[EvalRequest], datasets: Files, checkpoints: Files, threads: int,
-                   evaluator: Evaluator) -> tuple[list[Outcome], Files, Files]:
-    """In a Ray worker: `(outcomes, result files by cell path, checkpoint files it wrote)`."""
+                   evaluator: Evaluator) -> tuple[list[Outcome], Files, Files, Files]:
+    """In a Ray worker: `(outcomes, result files by cell path, checkpoint files it wrote, log files)`."""
     import torch
 
     saved = {name: os.environ.pop(name, None) for name in WORKSPACE_VARIABLES}
@@ -85,12 +85,20 @@ def evaluate_group(requests: list[EvalRequest], datasets: Files, checkpoints: Fi
             cache = checkpoints_root()
             trained = read_files(cache, cache.rglob("*.pt")) if cache.is_dir() else {}
             trained = {name: data for name, data in trained.items() if checkpoints.get(name) != data}
+            logs = read_files(runs_root(), runs_root().rglob("*")) if runs_root().is_dir() else {}
     finally:
         for name, value in saved.items():
             os.environ.pop(name, None)
             if value is not None:
                 os.environ[name] = value
-    return outcomes, results, trained
+    return outcomes, results, trained, logs
+
+
+def check_requests(requests: list[EvalRequest]) -> None:
+    """What Ray cannot do, refused before any work: an MLflow log (one local store per machine)."""
+    if any(log_backend(r.log, r.profile, r.overrides) == "mlflow" for r in requests):
+        raise UsageError("--log mlflow keeps one local store per machine, which Ray tasks cannot share; with "
+                         "--backend ray log to tensorboard or wandb")
 
 
 def run_ray(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: Evaluator, options: RayOptions,
@@ -121,11 +129,12 @@ def run_ray(groups: list[list[EvalRequest]], store: ResultsStore, evaluator: Eva
             [ref], _ = ray.wait(list(pending), num_returns=1)
             group = pending.pop(ref)
             try:
-                outcomes, results, trained = ray.get(ref)
+                outcomes, results, trained, logs = ray.get(ref)
             except (ray.exceptions.RayError, OSError) as err:  # its worker died twice, or the task itself broke
                 error = f"ray task failed: {type(err).__name__}: {str(err).strip().splitlines()[-1]}"
-                outcomes, results, trained = [(cell_of(r), error, 0.0) for r in group], {}, {}
+                outcomes, results, trained, logs = [(cell_of(r), error, 0.0) for r in group], {}, {}, {}
             write_files(checkpoints_root(), trained)
+            write_files(runs_root(), logs)
             write_files(store.root, results)
             for cell, error, _ in outcomes:
                 record_failure(store, cell, error)

@@ -15,7 +15,7 @@ from wmbench.evaluate import evaluate
 from wmbench.results import ResultsStore
 from wmbench.sweep.grid import Evaluator, Outcome, SweepOutcome, label, pending_groups, prepare_shared_inputs
 from wmbench.sweep.local import run_local
-from wmbench.sweep.ray_backend import RayOptions, run_ray
+from wmbench.sweep.ray_backend import RayOptions, check_requests, run_ray
 from wmbench.sweep.status import SweepStatus
 
 
@@ -24,6 +24,8 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
               ray: RayOptions | None = None) -> SweepOutcome:
     """Run the requests' missing cells; workers > 1 runs checkpoint groups in parallel processes,
     `ray` runs each group as a Ray task (`wmbench.sweep.ray_backend`)."""
+    if ray is not None:
+        check_requests(requests)
     store = store or ResultsStore()
     outcome = SweepOutcome()
     groups = pending_groups(requests, store, outcome)
