@@ -138,7 +138,7 @@ def test_train_bench_flops_scale_with_the_batch():
 def test_bf16_on_a_cpu_without_bf16_units_is_called_out(monkeypatch):
     import warnings
 
-    from wmbench.models.training import warn_if_bf16_is_emulated
+    from wmbench.models.precision import warn_if_bf16_is_emulated
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)

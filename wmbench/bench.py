@@ -26,7 +26,7 @@ from wmbench.envs import get_env
 from wmbench.errors import UsageError
 from wmbench.models.base import WorldModel, get_model_class
 from wmbench.models.flops import count_flops, synthetic_fitter, training_flop_per_update
-from wmbench.models.training import TF32, TRAIN_PRECISIONS, check_training_precision
+from wmbench.models.precision import TF32, TRAIN_PRECISIONS, check_training_precision
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.results import BENCH_DATASET, Cell, ResultsStore

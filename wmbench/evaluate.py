@@ -41,12 +41,8 @@ from wmbench.envs import EnvSpec, get_env, observation_names
 from wmbench.errors import DatasetError
 from wmbench.models.base import Trajectories, WorldModel, get_model_class
 from wmbench.models.flops import training_flop_per_update
-from wmbench.models.training import (
-    check_training_precision,
-    snapshot_path,
-    training_state_path,
-    warn_if_bf16_is_emulated,
-)
+from wmbench.models.precision import check_training_precision, warn_if_bf16_is_emulated
+from wmbench.models.training import snapshot_path, training_state_path
 from wmbench.oracle import Oracle, Replay
 from wmbench.paths import file_lock, runs_root
 from wmbench.policy import GaussianPolicy, PolicyConfig

@@ -35,13 +35,12 @@ from tqdm.auto import tqdm
 
 from wmbench import tracking
 from wmbench.config import param
-from wmbench.errors import UsageError
 from wmbench.models.base import FitReport, WorldModel
+from wmbench.models.precision import TF32, TRAIN_PRECISIONS, check_training_precision, warn_if_bf16_is_emulated
 from wmbench.paths import atomic_write_bytes
 
 LOG_EVERY = 100  # updates between loss read-backs (each one waits for the device)
 GRAPH_WARMUP = 3  # eager updates before a CUDA graph is captured (the optimiser's state and cuBLAS set up)
-TRAIN_PRECISIONS = ("fp32", "bf16", "tf32")
 STATE_FORMAT = 1
 
 
@@ -74,36 +73,6 @@ def training_state_path(checkpoint: Path) -> Path:
 def snapshot_path(state_path: Path, step: int) -> Path:
     """The snapshot of the model after `step` updates, beside its training state (and checkpoint)."""
     return state_path.with_name(f"{state_path.name.removesuffix(STATE_SUFFIX)}.step-{step}.pt")
-
-
-def warn_if_bf16_is_emulated(device: torch.device | str, precision: str) -> None:
-    """bf16 on a CPU without AVX512-BF16 or AMX is emulated: measured on an AVX2 EPYC, a bf16 matmul
-    ran at 0.8 GFLOP/s against 50 in fp32. Say so rather than let a run crawl."""
-    if precision != "bf16" or torch.device(device).type != "cpu":
-        return
-    cpu = torch.cpu
-    if not any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")):
-        warnings.warn("this CPU has no bf16 matrix units (AVX512-BF16 or AMX): bf16 is emulated and far slower "
-                      "than fp32 here; use fp32 on this machine", stacklevel=2)
-
-
-def check_training_precision(precision: str, device: torch.device | str) -> None:
-    """One clear line, before any work, for a training precision this device does not have."""
-    if precision == "tf32" and torch.device(device).type != "cuda":
-        raise UsageError("precision = tf32 is a CUDA feature (TensorFloat-32 matmuls); on a CPU train in fp32 "
-                         "(or bf16 where the CPU has bf16 units)")
-
-
-class TF32:
-    """TF32 matmuls and convolutions on CUDA inside the block, the settings restored after (reusable,
-    like an autocast: entered for every update)."""
-
-    def __enter__(self) -> None:
-        self.saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
-    def __exit__(self, *exc) -> None:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
 
 
 def random_index(n: int, size: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
