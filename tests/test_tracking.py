@@ -66,7 +66,8 @@ def test_evaluate_logs_training_tuning_and_results_and_nothing_without_log(monke
                                                                            workspace, tmp_path):
     monkeypatch.setenv("WMBENCH_RUNS", str(tmp_path / "runs"))
     code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", "--model",
-                            "polygrad", "--set", "polygrad.train_steps=250", "--eval-every", "100", "--log", "tensorboard")
+                            "polygrad", "--set", "polygrad.train_steps=250", "--eval-every", "100",
+                            "--log", "tensorboard")
     assert code == 0, err
     store = ResultsStore(workspace["WMBENCH_RESULTS"])
     path = max(store.root.glob("hopper/polygrad/*.csv"), key=lambda p: p.stat().st_mtime)
@@ -97,20 +98,21 @@ def test_evaluate_logs_training_tuning_and_results_and_nothing_without_log(monke
 
 def test_a_missing_or_unknown_back_end_is_one_line(monkeypatch, capsys, hopper_dataset, workspace):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    unknown = "unknown log back-end 'tensorbored'; choose one of: tensorboard, wandb, mlflow, none"
     for backend, message in [("wandb", "--log wandb needs the wandb package: pip install 'wmbench[wandb]'"),
-                             ("tensorbored", "unknown log back-end 'tensorbored'; choose one of: tensorboard, wandb, mlflow, none")]:
-        for command in (["evaluate", "--env", "hopper", "--profile", "smoke"], ["sweep", "--envs", "hopper",
-                                                                                "--profile", "smoke"]):
+                             ("tensorbored", unknown)]:
+        for command in (["evaluate", "--env", "hopper"], ["sweep", "--envs", "hopper"]):
+            command += ["--profile", "smoke"]
             code, _, err = run_main(monkeypatch, capsys, *command, "--log", backend)
             assert code == 2 and err.strip().splitlines() == [f"wmbench: error: {message}"], err
 
 
 def test_mlflow_on_ray_is_refused_before_any_work(monkeypatch, capsys, workspace):
-    code, out, err = run_main(monkeypatch, capsys, "sweep", "--envs", "hopper", "--profile", "smoke", "--backend", "ray",
-                              "--log", "mlflow")
+    code, out, err = run_main(monkeypatch, capsys, "sweep", "--envs", "hopper", "--profile", "smoke",
+                              "--backend", "ray", "--log", "mlflow")
     assert code == 2 and "sweep:" not in out
-    assert err.strip().splitlines() == ["wmbench: error: --log mlflow keeps one local store per machine, which Ray tasks "
-                                        "cannot share; with --backend ray log to tensorboard or wandb"]
+    assert err.strip().splitlines() == ["wmbench: error: --log mlflow keeps one local store per machine, which Ray "
+                                        "tasks cannot share; with --backend ray log to tensorboard or wandb"]
 
 
 def test_an_rl_run_logs_each_evaluation(monkeypatch, tmp_path):

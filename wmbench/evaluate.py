@@ -157,8 +157,8 @@ def evaluate(request: EvalRequest, *, store: ResultsStore | None = None, make_mi
     device = resolve_device(request.device)
     backend = log_backend(request.log, request.profile, request.overrides)
     warn_if_bf16_is_emulated(device, cell.precision)
-    model_settings = model_config(get_model_class(cell.model), request.profile, cell.horizon, request.overrides, cell.env)
-    check_training_precision(getattr(model_settings, "precision", "fp32"), device)
+    settings = model_config(get_model_class(cell.model), request.profile, cell.horizon, request.overrides, cell.env)
+    check_training_precision(getattr(settings, "precision", "fp32"), device)
 
     def stored() -> pd.DataFrame | None:
         rows = None if force else store.load(cell)

@@ -42,7 +42,7 @@ def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], se
     stds = [{"policy_std": std} for std in policy_stds] or [{}]
     requests = [EvalRequest(model=m, env=e, horizon=h, seed=s, overrides=o, **std, **common)
                 for e, m, o, std, s, h in itertools.product(envs, models, settings, stds, seeds, horizons)]
-    for request in requests:  # an unknown model, env, profile, override or log back-end fails here, before hours of work
+    for request in requests:  # an unknown model, env, profile, override or log back-end fails here, not hours later
         cell_of(request)
         log_backend(request.log, request.profile, request.overrides)
     return requests

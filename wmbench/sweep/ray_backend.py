@@ -4,8 +4,9 @@ Each task gets what its cells need as bytes (the dataset folder, which holds the
 policies too, and whatever the driver's cache holds of the group's checkpoint), evaluates them in a
 temporary workspace of its own, and returns the cells' result files, their tracebacks, the
 checkpoints it trained and, with `--log`, the cells' logs. The driver writes all of it: the results
-store, `<cell>.failed.txt`, the checkpoints into its cache and the logs into its `runs/`, so a rerun skips stored cells and reuses trained models, as the
-local backend does. A task whose worker dies is retried once by Ray, then reported as failed.
+store, `<cell>.failed.txt`, the checkpoints into its cache and the logs into its `runs/`, so a rerun
+skips stored cells and reuses trained models, as the local backend does. A task whose worker dies
+is retried once by Ray, then reported as failed.
 """
 
 from __future__ import annotations
