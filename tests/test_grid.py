@@ -168,6 +168,8 @@ def test_the_grid_report_draws_the_stored_numbers_against_the_key(tmp_path):
     at = against_floor.set_index(["a", "grid"])
     assert at.loc[("polygrad", 1000), "ratio"] == pytest.approx(8.0) and at.loc[("polygrad", 1000), "verdict"] == "worse"
     assert at.loc[("polygrad", FULL["hopper"]), "ratio"] == pytest.approx(0.5), "each value compared within itself"
+    scores = pd.read_csv(tmp_path / "out" / "grid_aggregate.csv")  # over both envs: their full data is one value
+    assert set(scores["grid"]) == {1000, 4000, max(FULL.values())}
     robust = pd.read_csv(tmp_path / "out" / "grid_robustness.csv", keep_default_na=False)
     growth = robust[robust["b"] == ""].set_index(["panel", "a", "grid"])
     for env, full in FULL.items():  # each env's error over its own at its own full size

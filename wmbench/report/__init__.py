@@ -152,7 +152,7 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
     sections = {"errors": {measure: grid_wide(errors, key, measure, sel.models) for measure in errors["measure"].unique()}}
     atomic_write_bytes(out / "grid_errors.csv", errors.to_csv(index=False).encode())
     written.append(out / "grid_errors.csv")
-    scores = grid_aggregate(sel)
+    scores = grid_aggregate(sel, key)
     if not scores.empty:
         written.append(plot_grid_aggregate(scores, colours, key, out / "grid_aggregate.png"))
         atomic_write_bytes(out / "grid_aggregate.csv", scores.to_csv(index=False).encode())

@@ -119,8 +119,16 @@ def grid_errors(sel: Selection) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def grid_aggregate(sel: Selection) -> pd.DataFrame:
-    """The aggregate score (`tables.aggregate_scores`) at each value of the key."""
+def grid_aggregate(sel: Selection, key: str) -> pd.DataFrame:
+    """The aggregate score (`tables.aggregate_scores`) at each value of the key that every env has (an
+    aggregate over envs needs all of them); with the training size, each env's full data is one value
+    (the largest of the envs' full sizes), however many transitions its dataset holds."""
+    rows = sel.rows
+    if key == TRAIN_SIZE:
+        largest = rows.groupby("panel")[GRID_COLUMN].transform("max")
+        rows = rows.assign(**{GRID_COLUMN: rows[GRID_COLUMN].where(rows[GRID_COLUMN] != largest, largest.max())})
+    common = set.intersection(*(set(part) for _, part in rows.groupby("panel")[GRID_COLUMN]))
+    sel = Selection(rows[rows[GRID_COLUMN].isin(common)], sel.profile)
     frames = [aggregate_scores(at_value(sel, value)).assign(**{GRID_COLUMN: value}) for value in values(sel)]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -10,7 +10,7 @@ import pandas as pd
 from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE
 from wmbench.report.select import ordered_models
-from wmbench.report.stats import INTERVAL, seeds_label
+from wmbench.report.stats import FLOOR, INTERVAL, seeds_label
 
 SIZE_LABEL = "training transitions (whole episodes, about)"
 
@@ -50,7 +50,7 @@ def plot_grid_errors(errors: pd.DataFrame, colours: dict, key: str, path: Path) 
             ax.set(yscale="log", ylabel=f"state {measure}" if ax is axes[row][0] else None)
             if row == 0:
                 ax.set_title(panel)
-            _axis(ax, key, errors[GRID_COLUMN], label=row == len(measures) - 1)
+            _axis(ax, key, errors.loc[errors["panel"] == panel, GRID_COLUMN], label=row == len(measures) - 1)
     fig.suptitle(f"State error against {key} (mean over seeds, {INTERVAL}; "
                  f"{seeds_label(errors['n_seeds'])})")
     legend(fig, axes)
@@ -60,14 +60,15 @@ def plot_grid_errors(errors: pd.DataFrame, colours: dict, key: str, path: Path) 
 def plot_grid_aggregate(scores: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
     """The aggregate score (error over the persistence floor's, IQM over envs and seeds) against the key."""
     horizons = sorted(scores["horizon"].unique())
-    fig, axes = panel_axes(len(horizons), height=3.4)
+    fig, axes = panel_axes(len(horizons), height=3.6, width=6.5)
     for ax, horizon in zip(axes[0], horizons):
-        part = scores[(scores["horizon"] == horizon) & (scores["metric"] == "mse")]
-        for model in ordered_models(part["model"]):
+        part = scores[(scores["horizon"] == horizon) & (scores["metric"] == "mse") & (scores["model"] != FLOOR)]
+        for model in ordered_models(part["model"]):  # (the floor itself is 1 by definition)
             _line(ax, part[part["model"] == model].rename(columns={"iqm": "mean"}), colours[model], model)
-        ax.set(title=f"h = {horizon}", ylabel="aggregate score (error / persistence's)" if ax is axes[0][0] else None)
+        ax.set(title=f"h = {horizon}", yscale="log",
+               ylabel=f"error / {FLOOR}'s (IQM)" if ax is axes[0][0] else None)
         _axis(ax, key, scores[GRID_COLUMN])
-    fig.suptitle("Aggregate score against " + key + " (IQM over envs and seeds, 95% stratified-bootstrap interval)")
+    fig.suptitle(f"Aggregate score against {key}\n(IQM over envs and seeds, 95% stratified-bootstrap interval)")
     legend(fig, axes)
     return save(fig, path)
 
