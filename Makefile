@@ -7,7 +7,6 @@ ENV    ?= halfcheetah
 PYTEST_ARGS ?=
 BENCH_MODE ?= full
 BENCH_JSON ?= reports/bench/benchmarks.json
-COMMA := ,
 
 .PHONY: install test lint bench evaluate report gpu-check clean-cache data-size-study entropy-study
 
@@ -42,15 +41,13 @@ report: install
 	$(BIN)/wmbench report --results reports/reference --out reports
 
 # The data-size study (issue 28; hours on a CPU, one core per worker: rerun to resume). Models learn from about
-# 5k, 20k and all (0) of the SAC replay buffers' training transitions; the full-size cells are the reference
-# cells (the same config hash), copied in rather than recomputed. Needs `wmbench data make ENV --policy sac`.
+# 5k, 20k and all (0) of the SAC replay buffers' training transitions, every size on this workspace's datasets (the
+# reference cells are not copied in: a remade dataset keeps its id, and a report refuses to mix two recordings).
+# Needs `wmbench data make ENV --policy sac`.
 STUDY_MODELS ?= polygrad,ar-diffusion-2row,ar-diffusion,mlp-ensemble,linear,persistence
 STUDY_WORKERS ?= 1
 DATA_SIZE_STORE := reports/data-size/results
 data-size-study: install
-	for env in hopper halfcheetah; do for model in $(subst $(COMMA), ,$(STUDY_MODELS)); do mkdir -p $(DATA_SIZE_STORE)/$$env/$$model; \
-		cp -n reports/reference/$$env/$$model/*sac-replay-v0__behaviour-std0.2__quick__h10__s*__*.csv \
-		$(DATA_SIZE_STORE)/$$env/$$model/; done; done
 	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah \
 		--policy behaviour --seeds 0,1,2 --grid data.train_transitions=5000,20000,0 --workers $(STUDY_WORKERS)
 	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah \
@@ -60,9 +57,6 @@ data-size-study: install
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
 ENTROPY_STORE := reports/entropy/results
 entropy-study: install
-	for env in hopper halfcheetah; do for model in polygrad ar-diffusion-2row; do mkdir -p $(ENTROPY_STORE)/$$env/$$model; \
-		cp -n reports/reference/$$env/$$model/*sac-replay-v0__behaviour-std0.2__quick__h10__s*__*.csv \
-		$(ENTROPY_STORE)/$$env/$$model/; done; done
 	WMBENCH_RESULTS=$(ENTROPY_STORE) $(BIN)/wmbench sweep --models polygrad,ar-diffusion-2row --envs hopper,halfcheetah \
 		--policy behaviour --policy-std 0.05,0.1,0.2,0.4 --seeds 0,1,2 --workers $(STUDY_WORKERS)
 	$(BIN)/wmbench report --against policy_std --results $(ENTROPY_STORE) --out reports/entropy

@@ -197,3 +197,17 @@ def test_the_grid_report_needs_a_key_with_several_values(tmp_path):
         write_grid_report(write_grid_store(tmp_path / "store"), tmp_path / "out", "polygrad.nope")
     with pytest.raises(UsageError, match="one value of policy_std per env"):
         write_grid_report(write_grid_store(tmp_path / "store"), tmp_path / "out", "policy_std")
+
+
+def test_a_report_refuses_cells_of_two_recordings_of_one_dataset(tmp_path):
+    """A dataset remade by another SAC run keeps its id; its cells are not comparable with the old ones'."""
+    store = write_grid_store(tmp_path / "store")
+    for seed, episodes in ((0, 823), (1, 836)):
+        table = pd.DataFrame([("mse", k, 1.0) for k in range(1, 6)], columns=["metric", "step", "value"]).assign(
+            config=json.dumps({"data": {"steps": 1}, "linear": {}}), n_trajectories=8, git_commit="abc",
+            dataset_steps=75000, dataset_episodes=episodes, dataset_return_mean=200.0 + episodes)
+        store.write(Cell("linear", "hopper", "wmbench/hopper/random-v0", "behaviour-std0.2", "quick", 5, seed,
+                         config_hash="li0"), table)
+    with pytest.raises(UsageError, match=r"cells of wmbench/hopper/random-v0 made from 2 different recordings "
+                                         r"\(823 and 836 episodes\)"):
+        write_grid_report(store, tmp_path / "out", TRAIN_SIZE)

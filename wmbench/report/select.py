@@ -71,6 +71,26 @@ def _flat_config(text, model: str) -> dict:
             for section, fields in json.loads(text).items() for key, value in fields.items()}
 
 
+DATASET_FACTS = ("dataset_steps", "dataset_episodes", "dataset_return_mean")  # tell a remade dataset apart
+
+
+def check_one_version_per_dataset(rows: pd.DataFrame) -> None:
+    """A dataset id whose cells were made from different recordings (a dataset remade, e.g. by another SAC
+    run) cannot be compared across them: a cell's identity names the dataset, not its contents. One line."""
+    facts = [c for c in DATASET_FACTS if c in rows]
+    if not facts:
+        return
+    known = rows.dropna(subset=facts)
+    for dataset, part in known.groupby("dataset"):
+        versions = part[facts].drop_duplicates()
+        if len(versions) > 1:
+            episodes = " and ".join(f"{int(v)}" for v in versions["dataset_episodes"]) \
+                if "dataset_episodes" in versions else f"{len(versions)} recordings"
+            raise UsageError(f"the store holds cells of {dataset} made from {len(versions)} different recordings "
+                             f"({episodes} episodes): their errors are not comparable; keep the cells of one "
+                             "(the dataset_* columns tell them apart)")
+
+
 @dataclass
 class Selection:
     """The rows one report is drawn from, with a `panel` column."""
@@ -91,6 +111,7 @@ class Selection:
         if profile not in profiles:
             raise UsageError(f"no results of profile {profile!r} in the store; it has: {', '.join(profiles)}")
         rows = table[table["profile"] == profile].copy()
+        check_one_version_per_dataset(rows)
         varies = [c for c in ("dataset", "policy", "precision") if rows.groupby("env")[c].nunique().max() > 1]
         rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
         rows["per_horizon"] = _trained_per_horizon(rows)
