@@ -32,7 +32,7 @@ SET_HELP = ("Override one config field: SECTION.KEY=VALUE, repeatable (e.g. --se
 ALLOW_DIRTY_HELP = ("Write into a store inside wmbench's checkout (a committed one, e.g. reports/reference/) although "
                     "the tree has uncommitted changes; the cells are marked +dirty.")
 LOG_HELP = ("Log the run as it happens to tensorboard, wandb (offline) or mlflow, under WORKSPACE/runs/ENV/MODEL/CELL "
-            "(`tensorboard --logdir runs`); none: no logs. Default: the profile's [log] backend (none).")
+            "(`tensorboard --logdir runs`); none: no logs. Default: the profile's \\[log] backend (none).")
 EVAL_EVERY_HELP = ("Learning curve: also evaluate the model every N training updates (same starts and policy as the "
                    "final evaluation; stored as curve_* rows with the update and training FLOPs). Models trained by "
                    "the shared loop only; others get the final point. Default: the profile's (0, off).")
