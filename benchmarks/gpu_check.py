@@ -5,9 +5,10 @@ packages the machine lacks (MuJoCo, Gymnasium, Minari) are installed from wheels
 that folder exists. Each step runs under its own time limit and logs to `OUT/<step>.log`; the
 summary (also `OUT/summary.md`) gives each step's status, time and headline figures. Steps, most
 important first, within a default budget under 5 minutes: the `gpu` tests; one training update of
-every model at paper sizes (CUDA graph, then eager for the ratio); generation at the paper's sizes
+every model at paper sizes (CUDA graph, TF32, then eager for the ratio); generation at the paper's sizes
 (1024 trajectories, h = 10 and 50); the paper profile end to end at h = 10 for every model, with
-data and training budgets cut to fit. With `--budget 480`, also: training-state writes every
+data and training budgets cut to fit; K = 1, 2, 3 concurrent PolyGRAD trainings on the card
+(`benchmarks/share_gpu.py`; `--only share-gpu` runs it alone). With `--budget 480`, also: training-state writes every
 1,000 updates, bf16 training, and h = 50 at width 2048. MUJOCO_GL is left alone (EGL may be
 absent). `--device cpu --profile smoke` is a dry run of the plumbing.
 """
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = "polygrad,ar-diffusion,transformer,mlp-ensemble"
 WMBENCH = [sys.executable, "-m", "wmbench"]
 FIGURE = re.compile(r"(\S+ +h=\d+ +\w+ training: +[\d.]+ ms/update|rollout +[\d.]+ s|generation time .*|generation: [\d.]+ s.*?\||"
-                    r"\d+ passed.*|\d+ failed.*|matmul peak.*)")
+                    r"\d+ passed.*|\d+ failed.*|matmul peak.*|share K=.*)")
 
 
 def steps(workspace: Path, device: str, profile: str) -> list[tuple[str, list[str], int]]:
@@ -52,6 +53,9 @@ def steps(workspace: Path, device: str, profile: str) -> list[tuple[str, list[st
         ("paper-end-to-end", [*WMBENCH, "--workspace", str(workspace), "sweep", *paper, "--envs", "hopper",
                               "--horizons", "10", "--seeds", "0", "--models",
                               "linear,mlp-ensemble,polygrad,ar-diffusion,ar-diffusion-2row,transformer", *cut], 120),
+        # cells sharing the card: K concurrent PolyGRAD trainings against one (sweep --device cuda --workers K)
+        ("share-gpu", [sys.executable, "benchmarks/share_gpu.py", "--device", device, "--profile", profile,
+                       "--workers", "1,2,3"], 60),
         # beyond the default budget: --budget 480 runs these too
         ("train-checkpointed", [*WMBENCH, "bench", "--train", *paper, "--horizons", "10", "--updates", "3000",
                                 "--models", "polygrad", "--set", "polygrad.checkpoint_every=1000"], 40),
