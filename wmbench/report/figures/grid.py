@@ -84,8 +84,8 @@ def plot_objective(objective: pd.DataFrame, colours: dict, key: str, path: Path)
             for split, style in (("held-out", "-"), ("train", "--")):
                 _line(ax, part[part["split"] == split], colours[model], split, ls=style)
             ax.set_title(f"{panel} · {model}", fontsize=9)
-            if not part.empty:
-                _axis(ax, key, part[GRID_COLUMN])
+            if not part.empty:  # one axis label, under the first panel of the last row: the panels are narrow
+                _axis(ax, key, part[GRID_COLUMN], label=row == len(panels) - 1 and ax is axes[row][0])
     for ax in np.ravel(axes):
         if not ax.has_data():
             ax.set_visible(False)
