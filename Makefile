@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BENCH_MODE ?= full
 BENCH_JSON ?= reports/bench/benchmarks.json
 
-.PHONY: install test lint bench evaluate report gpu-check clean-cache data-size-study entropy-study
+.PHONY: install test lint bench evaluate report gpu-check gpu-study clean-cache data-size-study entropy-study
 
 # torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
 $(BIN)/.installed: pyproject.toml
@@ -65,6 +65,11 @@ entropy-study: install
 # compiled), a short PolyGRAD evaluation; one summary table. PYTHON must hold torch with CUDA.
 gpu-check:
 	$(PYTHON) benchmarks/gpu_check.py
+
+# The paper's central comparison on one GPU lease: checks, the seed-batching and TF32 targets, then PolyGRAD
+# against the authors' two-row baseline (3 seeds as one network each) for as many updates as the lease allows.
+gpu-study:
+	$(PYTHON) benchmarks/gpu_study.py
 
 clean-cache:
 	rm -rf models/cache

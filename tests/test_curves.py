@@ -5,7 +5,7 @@ import pytest
 
 from wmbench.evaluate import EvalRequest, checkpoint_path, cell_of, evaluate
 from wmbench.models.base import get_model_class
-from wmbench.models.training import snapshot_path, training_state_path
+from wmbench.models.states import snapshot_path, training_state_path
 from wmbench.results import ResultsStore
 
 CURVE = dict(env="hopper", horizon=4, profile="smoke", eval_every=10, overrides=("polygrad.train_steps=30",))

@@ -146,3 +146,46 @@ def test_resumed_training_on_cuda_continues_from_the_saved_step(hopper_dataset, 
     done = cli(*args, env=env)
     assert done.returncode == 0, done.stderr
     assert ("resuming from" in done.stderr) == interrupted
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["polygrad", "ar-diffusion-2row"])
+def test_seeds_trained_together_on_cuda_end_near_their_own_trainings(name, monkeypatch):
+    """`fit_seeds` on CUDA (graphed) against each seed's own graphed training: the same minibatches and
+    noise, so the same weights up to the GPU's rounding (the tolerance of the graphed-eager test)."""
+    from wmbench.models.seeds import fit_seeds
+
+    data = LinearSystem.random(3, 2, noise_std=0.01).dataset(episodes=20, length=30)
+    cls, seeds, updates = get_model_class(name), (0, 1, 2), 40
+    config = dataclasses.replace(model_config(cls, "smoke", 4), train_steps=updates)
+    replays = []
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda graph: replays.append(1) or replay(graph))
+
+    def make(seed: int):
+        torch.manual_seed(seed)
+        model = cls(3, 2, config).to("cuda")
+        noise = torch.Generator("cuda")
+        noise.set_state(torch.cuda.get_rng_state())
+        return model, noise, {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    def weights(model) -> dict:
+        return {k: v.detach().float() for k, v in model.named_parameters()}
+
+    alone = []
+    for seed in seeds:
+        model, _, initial = make(seed)
+        model.fit(data, generator=torch.Generator("cuda").manual_seed(seed), progress=False)
+        alone.append((weights(model), initial))
+    replays.clear()
+    models, noise, _ = zip(*map(make, seeds))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_seeds([m.denoiser_training(data) for m in models], [torch.Generator("cuda").manual_seed(s) for s in seeds],
+                  list(noise), [None] * len(seeds), progress=False)
+    assert not [w for w in caught if "CUDA graph" in str(w.message)]
+    assert len(replays) == updates - GRAPH_WARMUP, "one graph replays every seed's update"
+    for model, (own, initial) in zip(models, alone):
+        moved = max((own[k] - initial[k]).abs().max().item() for k in own)
+        apart = max((weights(model)[k] - own[k]).abs().max().item() for k in own)
+        assert moved > 0 and apart < 0.05 * moved, (apart, moved)

@@ -13,7 +13,8 @@ from wmbench.bench import bench_training, run_train_bench
 from wmbench.models.base import WorldModel
 from wmbench.models.flops import count_flops
 from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
-from wmbench.models.training import EMA, snapshot_path
+from wmbench.models.states import snapshot_path
+from wmbench.models.training import EMA
 from wmbench.results import ResultsStore
 from wmbench.testing import LinearSystem, simple_policy
 

@@ -25,7 +25,8 @@ from wmbench.config import build_config, canonical_overrides, config_hash, profi
 from wmbench.envs import get_env
 from wmbench.errors import UsageError
 from wmbench.models.base import WorldModel, get_model_class
-from wmbench.models.flops import count_flops, synthetic_fitter, training_flop_per_update
+from wmbench.models.diffusion import TrainsAsDenoiser
+from wmbench.models.flops import count_flops, synthetic_fitter, synthetic_seeds_fitter, training_flop_per_update
 from wmbench.models.precision import TF32, TRAIN_PRECISIONS, check_training_precision
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
@@ -167,29 +168,35 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
 
 
 def bench_training(name: str, env: str, horizon: int, *, profile: str = "quick", overrides: tuple[str, ...] = (),
-                   device: str = "cpu", precision: str = "fp32", updates: int = 50,
-                   warmup: int = 10) -> tuple[Measurement, float]:
+                   device: str = "cpu", precision: str = "fp32", updates: int = 50, warmup: int = 10,
+                   seeds: int = 1) -> tuple[Measurement, float]:
     """`(one update, final loss)`: training at the profile's sizes (batch, width) on a synthetic dataset
-    of the env's dimensions. Time and FLOPs are the difference between a training of `warmup` and one
-    of `warmup + updates` updates, so that setup, compilation and warm-up cancel out."""
+    of the env's dimensions; with `seeds` > 1, that many seeds trained as one network (an update then
+    updates every seed; the loss is the first seed's). Time and FLOPs are the difference between a
+    training of `warmup` and one of `warmup + updates` updates, so that setup, compilation and warm-up
+    cancel out."""
     spec, cls = get_env(env), get_model_class(name)
     config = model_config(cls, profile, horizon, overrides, spec.name)
     if precision != "fp32":
         if not hasattr(config, "precision"):
             raise UsageError(f"{name} trains in fp32 only (its config has no precision field)")
         config = dataclasses.replace(config, precision=precision)
-    fit = synthetic_fitter(cls, config, spec, device)
+    fit = synthetic_fitter(cls, config, spec, device) if seeds == 1 else \
+        synthetic_seeds_fitter(cls, config, spec, device, seeds)
     fit(warmup)  # caches, kernels, allocator
-    model, seconds = timed(lambda: fit(warmup + updates), device)
+    trained, seconds = timed(lambda: fit(warmup + updates), device)
     seconds -= timed(lambda: fit(warmup), device)[1]
-    flop = training_flop_per_update(cls, config, spec, device, warmup, counted=min(updates, 5))
+    flop = training_flop_per_update(cls, config, spec, device, warmup, counted=min(updates, 5)) * seeds
+    model = trained if seeds == 1 else trained[0]
     return Measurement(seconds / updates, flop, 0), model.fit_report.loss
 
 
 def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah", profile: str = "quick",
                     overrides: tuple[str, ...] = (), device: str = "cpu", precision: str = "fp32",
-                    updates: int = 50, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
-    """Time per training update of every (model, horizon), stored as `train_*` rows."""
+                    updates: int = 50, seeds: int = 1, store: ResultsStore | None = None, say=print) -> pd.DataFrame:
+    """Time per training update of every (model, horizon), stored as `train_*` rows; with `seeds` > 1
+    also `seeds` seeds of each diffusion model as one network (`train_seeds_*` rows) and its
+    throughput against one seed at a time (`train_seeds_speedup`), measured in the same run."""
     device, env, peak = _start(models, env, device, precision, say, TRAIN_PRECISIONS)
     store = store or ResultsStore()
     tables = []
@@ -199,17 +206,25 @@ def run_train_bench(models: list[str], horizons: list[int], *, env: str = "halfc
             say(f"{name:>22} skipped: it trains in fp32 only")
             continue
         for horizon in horizons:
-            update, loss = bench_training(name, env, horizon, profile=profile, overrides=overrides, device=device,
-                                          precision=precision, updates=updates)
+            timing = dict(profile=profile, overrides=overrides, device=device, precision=precision, updates=updates)
+            update, loss = bench_training(name, env, horizon, **timing)
             rows = [("train_update_s", horizon, update.seconds), ("train_updates_per_s", horizon, 1 / update.seconds),
                     ("train_gflop", horizon, update.flop / 1e9), ("train_gflops_achieved", horizon, update.gflops),
                     ("train_peak_fraction", horizon, update.gflops / peak), ("peak_gflops", horizon, peak),
                     ("train_loss", horizon, loss)]
-            tables.append(_store(store, rows, name=name, env=env, kind="training", profile=profile,
-                                 overrides=overrides, horizon=horizon, precision=precision, device=device, batch=0))
             say(f"{name:>22} h={horizon:<4} {precision} training: {update.seconds * 1e3:8.2f} ms/update "
                 f"({1 / update.seconds:7.1f} updates/s), {update.gflops:8.1f} GFLOP/s "
                 f"({update.gflops / peak:.0%} of peak), loss after {updates + 10} updates {loss:.4g}")
+            if seeds > 1 and issubclass(get_model_class(name), TrainsAsDenoiser):
+                batched, _ = bench_training(name, env, horizon, seeds=seeds, **timing)
+                speedup = seeds * update.seconds / batched.seconds
+                rows += [("train_seeds", horizon, seeds), ("train_seeds_update_s", horizon, batched.seconds),
+                         ("train_seeds_speedup", horizon, speedup)]
+                say(f"{name:>22} h={horizon:<4} {precision} training of {seeds} seeds as one: "
+                    f"{batched.seconds * 1e3:8.2f} ms/update, {batched.gflops:8.1f} GFLOP/s "
+                    f"({batched.gflops / peak:.0%} of peak), {speedup:.2f}x the throughput of one seed at a time")
+            tables.append(_store(store, rows, name=name, env=env, kind="training", profile=profile,
+                                 overrides=overrides, horizon=horizon, precision=precision, device=device, batch=0))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 

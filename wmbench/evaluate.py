@@ -42,7 +42,7 @@ from wmbench.errors import DatasetError
 from wmbench.models.base import Trajectories, WorldModel, get_model_class
 from wmbench.models.flops import training_flop_per_update
 from wmbench.models.precision import check_training_precision, warn_if_bf16_is_emulated
-from wmbench.models.training import snapshot_path, training_state_path
+from wmbench.models.states import snapshot_path, training_state_path
 from wmbench.oracle import Oracle, Replay
 from wmbench.paths import file_lock, runs_root
 from wmbench.policy import GaussianPolicy, PolicyConfig

@@ -168,6 +168,12 @@ def sweep(
     gpus_per_task: float = typer.Option(0, help="Ray: GPUs per task (with --device cuda)."),
     log: Optional[str] = typer.Option(None, help=LOG_HELP + " One run per cell."),
     allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
+    batch_seeds: Optional[bool] = typer.Option(None, "--batch-seeds/--no-batch-seeds",
+                                               help="Train the seeds of each diffusion model (same settings) as one "
+                                                    "batched network before the cells are evaluated; each seed's model "
+                                                    "equals its own training's to float rounding (default: on with "
+                                                    "--device cuda, off on a CPU, where it is no faster; local "
+                                                    "backend only)."),
 ) -> None:
     """Evaluate every (model, env, horizon, seed, and --grid setting) cell that is not in the results store yet.
 
@@ -194,7 +200,7 @@ def sweep(
                     profile=profile, overrides=tuple(set_), device=device, n_trajectories=n_trajectories,
                     eval_every=eval_every, policy=policy, log=log)
     check_clean_tree(results_root(), allow_dirty)
-    outcome = run_sweep(requests, workers=workers, ray=ray)
+    outcome = run_sweep(requests, workers=workers, ray=ray, batch_seeds=batch_seeds)
     console.print(f"sweep: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
                   f"{len(outcome.failed)} failed", highlight=False)
     for cell, error in outcome.failed.items():
@@ -219,6 +225,8 @@ def bench(
     train: bool = typer.Option(False, "--train", help="Time training updates instead of generation (at the "
                                                       "profile's batch and sizes; --precision bf16: autocast)."),
     updates: int = typer.Option(50, help="--train: timed updates per model (after 10 untimed ones)."),
+    seeds: int = typer.Option(1, help="--train: also time this many seeds of each diffusion model trained as one "
+                                      "network (`sweep --batch-seeds`), against one seed at a time."),
 ) -> None:
     """Time generation per model (untrained weights: the cost does not depend on them), count its
     FLOPs and hold the achieved GFLOP/s against this machine's dense-matmul peak; stores the rows.
@@ -226,13 +234,13 @@ def bench(
     import wmbench.sections  # noqa: F401 - every config section a profile or --set may name
     from wmbench.bench import matched, ratio_rows, run_bench, run_train_bench
 
-    if not (1 <= batch <= 1_000_000 and 1 <= repeats <= 1000 and 1 <= updates <= 1_000_000):
-        raise UsageError(f"--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates (1 to 1,000,000) must be "
-                         f"positive and in range, got {batch}, {repeats} and {updates}")
+    if not (1 <= batch <= 1_000_000 and 1 <= repeats <= 1000 and 1 <= updates <= 1_000_000 and 1 <= seeds <= 64):
+        raise UsageError(f"--batch (1 to 1,000,000), --repeats (1 to 1,000), --updates (1 to 1,000,000) and --seeds "
+                         f"(1 to 64) must be in range, got {batch}, {repeats}, {updates} and {seeds}")
     names = split(models, option="--models")
     if train:
         run_train_bench(names, split(horizons, int, "--horizons"), env=env, profile=profile, overrides=tuple(set_),
-                        device=device, precision=precision, updates=updates)
+                        device=device, precision=precision, updates=updates, seeds=seeds)
         return
     table = run_bench(names, split(horizons, int, "--horizons"), env=env, batch=batch, profile=profile,
                       overrides=tuple(set_), device=device, precision=precision, repeats=repeats)

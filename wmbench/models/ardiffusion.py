@@ -29,7 +29,14 @@ import torch.nn.functional as F
 from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import AutoregressiveWorldModel, FitReport, register_model
-from wmbench.models.diffusion import DiffusionConfig, DiffusionSchedule, ResidualMLPDenoiser, fit_denoiser
+from wmbench.models.diffusion import (
+    DenoiserLoss,
+    DenoiserTraining,
+    DiffusionConfig,
+    DiffusionSchedule,
+    ResidualMLPDenoiser,
+    TrainsAsDenoiser,
+)
 from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
 
 
@@ -39,7 +46,7 @@ class ARDiffusionConfig(DiffusionConfig):
 
 
 @register_model("ar-diffusion")
-class ARDiffusion(AutoregressiveWorldModel):
+class ARDiffusion(TrainsAsDenoiser, AutoregressiveWorldModel):
     """One-step DDPM over [s', r, term] given (s, a), sampled autoregressively."""
 
     Config = ARDiffusionConfig
@@ -55,10 +62,15 @@ class ARDiffusion(AutoregressiveWorldModel):
         self.cond_norm = Normaliser.identity(obs_dim + act_dim)
         self.target_norm = Normaliser.identity(self.target_dim)
 
-    def loss(self, y0: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        t = torch.randint(0, self.schedule.steps, (len(y0),), device=y0.device)
-        y_t = self.schedule.add_noise(y0, t, torch.randn_like(y0))
-        return F.mse_loss(self.denoiser(y_t, cond, t), y0)
+    def _loss_draws(self, inputs: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        y0 = inputs[0]
+        t = torch.randint(0, self.schedule.steps, (len(y0),), device=y0.device, generator=generator)
+        return t, torch.randn(y0.shape, device=y0.device, generator=generator)
+
+    def _loss(self, denoiser: Callable | None, inputs: tuple[torch.Tensor, ...],
+              draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        (y0, cond), (t, noise) = inputs, draws
+        return F.mse_loss((denoiser or self.denoiser)(self.schedule.add_noise(y0, t, noise), cond, t), y0)
 
     @staticmethod
     def _pairs(data: OfflineData) -> tuple[np.ndarray, np.ndarray]:
@@ -69,23 +81,25 @@ class ARDiffusion(AutoregressiveWorldModel):
         return cond, target
 
     def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        loss = self.denoiser_loss(data)
+        return loss.n_items, loss
+
+    def denoiser_loss(self, data: OfflineData) -> DenoiserLoss:
+        """x0-prediction L2 loss of `[s', r, term]` given `(s, a)`, over every transition of `data`."""
         cond, target = (torch.as_tensor(a, device=self.device) for a in self._pairs(data))
         cond, y0 = self.cond_norm.normalise(cond)[:, None], self.target_norm.normalise(target)[:, None]
-        return len(y0), lambda idx: self.loss(y0[idx], cond[idx])
+        return DenoiserLoss(len(y0), lambda idx: (y0[idx], cond[idx]), self._loss_draws, self._loss)
+
+    def denoiser_training(self, data: OfflineData) -> DenoiserTraining:
+        cond, target = self._pairs(data.normalising)
+        self.cond_norm = Normaliser.fit(cond).to(self.device)
+        self.target_norm = Normaliser.fit(target).to(self.device)
+        return DenoiserTraining(self, self.denoiser, self.denoiser_loss(data), self.config, f"fit {self.name}",
+                                lambda result: _finish(self, result))
 
     def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
-        c, device = self.config, self.device
-        generator = generator or torch.Generator(device).manual_seed(0)
-        cond, target = self._pairs(data.normalising)
-        self.cond_norm = Normaliser.fit(cond).to(device)
-        self.target_norm = Normaliser.fit(target).to(device)
-        n, loss = self.loss_items(data)
-        result = fit_denoiser(self, self.denoiser, loss, n, c,
-                              generator=generator, desc=f"fit {self.name}", progress=progress, state_path=state_path)
-        self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
-                                    extra={"resumed_from": result.resumed_from})
-        return self.fit_report
+        generator = generator or torch.Generator(self.device).manual_seed(0)
+        return self.denoiser_training(data).run(generator=generator, progress=progress, state_path=state_path)
 
     def step(self, obs_hist, act_hist, *, generator):
         obs = obs_hist[:, -1]
@@ -97,7 +111,7 @@ class ARDiffusion(AutoregressiveWorldModel):
 
 
 @register_model("ar-diffusion-2row")
-class ARDiffusionTwoRow(AutoregressiveWorldModel):
+class ARDiffusionTwoRow(TrainsAsDenoiser, AutoregressiveWorldModel):
     """The authors' autoregressive diffusion: PolyGRAD's trajectory model of two rows, sampled
     without guidance, one chain per environment step."""
 
@@ -108,17 +122,16 @@ class ARDiffusionTwoRow(AutoregressiveWorldModel):
         super().__init__(obs_dim, act_dim, config)
         self.trajectory = PolyGRAD(obs_dim, act_dim, PolyGRADConfig(**dataclasses.asdict(self.config), horizon=1))
 
-    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
-        c, model = self.config, self.trajectory
-        generator = generator or torch.Generator(self.device).manual_seed(0)
+    def denoiser_training(self, data: OfflineData) -> DenoiserTraining:
+        model = self.trajectory
         model.fit_normalisers(data)
-        n_windows, loss = model.loss_items(data)
-        result = fit_denoiser(self, model.denoiser, loss, n_windows, c,
-                              generator=generator, desc=f"fit {self.name}", progress=progress, state_path=state_path)
-        self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
-                                    extra={"windows": n_windows, "resumed_from": result.resumed_from})
-        return self.fit_report
+        loss = model.denoiser_loss(data)
+        return DenoiserTraining(self, model.denoiser, loss, self.config, f"fit {self.name}",
+                                lambda result: _finish(self, result, windows=loss.n_items))
+
+    def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None) -> FitReport:
+        generator = generator or torch.Generator(self.device).manual_seed(0)
+        return self.denoiser_training(data).run(generator=generator, progress=progress, state_path=state_path)
 
     def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
         return self.trajectory.loss_items(data)
@@ -135,3 +148,11 @@ class ARDiffusionTwoRow(AutoregressiveWorldModel):
         x = model.schedule.sample(denoise, (len(obs), 2, obs_dim + 2), generator, obs.device)
         x = model.x_norm.unnormalise(x)
         return x[:, 1, :obs_dim], x[:, 0, obs_dim], x[:, 0, obs_dim + 1] > 0.5
+
+
+def _finish(model: AutoregressiveWorldModel, result, **extra) -> FitReport:
+    """After training: eval mode and the fit report."""
+    model.eval()
+    model.fit_report = FitReport(steps=model.config.train_steps, seconds=result.seconds, loss=result.loss,
+                                 extra={**extra, "resumed_from": result.resumed_from})
+    return model.fit_report

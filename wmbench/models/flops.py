@@ -17,7 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from wmbench import tracking
 from wmbench.envs import EnvSpec
 from wmbench.models.base import WorldModel
-from wmbench.models.training import STATE_SUFFIX
+from wmbench.models.seeds import fit_seeds
+from wmbench.models.states import STATE_SUFFIX
 from wmbench.systems import LinearSystem
 
 
@@ -47,6 +48,26 @@ def synthetic_fitter(cls: type[WorldModel], config, spec: EnvSpec, device: str):
             model.fit(data, generator=torch.Generator(device).manual_seed(0), progress=False,
                       state_path=Path(folder) / f"bench{STATE_SUFFIX}")
         return model
+
+    return fit
+
+
+def synthetic_seeds_fitter(cls: type[WorldModel], config, spec: EnvSpec, device: str, seeds: int):
+    """`fit(n)`: like `synthetic_fitter`, `seeds` fresh models trained together for `n` updates as one
+    batched network (`wmbench.models.seeds`)."""
+    data = LinearSystem.random(spec.obs_dim, spec.act_dim, noise_std=0.01).dataset(episodes=40, length=60)
+
+    def fit(n: int) -> list[WorldModel]:
+        models, noise = [], []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            models.append(cls(spec.obs_dim, spec.act_dim, with_budget(config, n)).to(device))
+            noise.append(torch.Generator(device).manual_seed(seed))
+        with tempfile.TemporaryDirectory() as folder, tracking.watch(tracking.Tracker()):
+            fit_seeds([m.denoiser_training(data) for m in models],
+                      [torch.Generator(device).manual_seed(s) for s in range(seeds)], noise,
+                      [Path(folder) / f"bench{s}{STATE_SUFFIX}" for s in range(seeds)], progress=False)
+        return models
 
     return fit
 

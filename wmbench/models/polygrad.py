@@ -35,11 +35,13 @@ from wmbench.config import param
 from wmbench.data import Normaliser, OfflineData
 from wmbench.models.base import FitReport, Trajectories, WorldModel, register_model
 from wmbench.models.diffusion import (
+    DenoiserLoss,
+    DenoiserTraining,
     DiffusionConfig,
     DiffusionSchedule,
     ResidualMLPDenoiser,
+    TrainsAsDenoiser,
     TransformerDenoiser,
-    fit_denoiser,
 )
 from wmbench.models.training import random_index
 from wmbench.policy import GaussianPolicy
@@ -69,7 +71,7 @@ class PolyGRADConfig(DiffusionConfig):
 
 
 @register_model("polygrad")
-class PolyGRAD(WorldModel):
+class PolyGRAD(TrainsAsDenoiser, WorldModel):
     """Policy-guided trajectory diffusion with a residual-MLP denoiser (the paper's method)."""
 
     Config = PolyGRADConfig
@@ -138,18 +140,26 @@ class PolyGRAD(WorldModel):
         return len(index), batch
 
     def loss_items(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
-        n_windows, batch = self._window_batches(data)
-        return n_windows, lambda ids: self.loss(*batch(ids))
+        loss = self.denoiser_loss(data)
+        return loss.n_items, loss
 
-    def loss(self, x0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """x0-prediction L2 loss with uniform t and first-state inpainting (inputs and outputs)."""
-        batch, obs = x0.shape[0], self.obs_dim
-        t = torch.randint(0, self.schedule.steps, (batch,), device=x0.device)
-        noise = torch.randn_like(x0)
+    def denoiser_loss(self, data: OfflineData) -> DenoiserLoss:
+        """x0-prediction L2 loss over windows of `data`, with uniform t and first-state inpainting."""
+        n_windows, batch = self._window_batches(data)
+        return DenoiserLoss(n_windows, batch, self._loss_draws, self._loss)
+
+    def _loss_draws(self, inputs: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        x0 = inputs[0]
+        t = torch.randint(0, self.schedule.steps, (x0.shape[0],), device=x0.device, generator=generator)
+        return t, torch.randn(x0.shape, device=x0.device, generator=generator)
+
+    def _loss(self, denoiser: Callable | None, inputs: tuple[torch.Tensor, ...],
+              draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        (x0, actions), (t, noise), obs = inputs, draws, self.obs_dim
         x_t = self.schedule.add_noise(x0, t, noise)
         x_t[:, 0, :obs] = x0[:, 0, :obs]
         scaled_actions = self.schedule.sqrt_alpha_bar[t].view(-1, 1, 1) * actions
-        x0_hat = self._inpaint(self.denoiser(x_t, scaled_actions, t), x0[:, 0, :obs])
+        x0_hat = self._inpaint((denoiser or self.denoiser)(x_t, scaled_actions, t), x0[:, 0, :obs])
         return F.mse_loss(x0_hat, x0)
 
     def _inpaint(self, x: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
@@ -157,16 +167,27 @@ class PolyGRAD(WorldModel):
         first = torch.cat([s0, x[:, 0, self.obs_dim:]], dim=-1)[:, None]
         return torch.cat([first, x[:, 1:]], dim=1)
 
+    def denoiser_training(self, data: OfflineData) -> DenoiserTraining:
+        self.fit_normalisers(data)
+        loss = self.denoiser_loss(data)
+
+        def finish(result) -> FitReport:
+            self.eval()
+            self.fit_report = FitReport(steps=self.config.train_steps, seconds=result.seconds, loss=result.loss,
+                                        extra={"windows": loss.n_items, "resumed_from": result.resumed_from})
+            return self.fit_report
+
+        return DenoiserTraining(self, self.denoiser, loss, self.config, f"fit {self.name} (h={self.config.horizon})",
+                                finish)
+
     def fit(self, data: OfflineData, *, generator=None, progress=True, state_path=None,
             policy: GaussianPolicy | None = None) -> FitReport:
         """Train the denoiser; given a `policy` and `tune_every`, delta is tuned as training goes
         (as in the paper's online runs) on batches imagined with the current weights."""
         c = self.config
         generator = generator or torch.Generator(self.device).manual_seed(0)
-        self.fit_normalisers(data)
-        n_windows, loss = self.loss_items(data)
+        training = self.denoiser_training(data)
         start_obs = torch.as_tensor(data.observations, device=self.device)
-
         resuming = state_path is not None and state_path.is_file()
 
         def tune(step: int) -> None:
@@ -177,13 +198,7 @@ class PolyGRAD(WorldModel):
                     resuming = False
                 self.tune_delta(policy, start_obs, 1, generator, progress=False)
 
-        result = fit_denoiser(self, self.denoiser, loss, n_windows, c,
-                              generator=generator, desc=f"fit {self.name} (h={c.horizon})", progress=progress,
-                              after_step=tune, state_path=state_path)
-        self.eval()
-        self.fit_report = FitReport(steps=c.train_steps, seconds=result.seconds, loss=result.loss,
-                                    extra={"windows": n_windows, "resumed_from": result.resumed_from})
-        return self.fit_report
+        return training.run(generator=generator, progress=progress, state_path=state_path, after_step=tune)
 
     # ------------------------------------------------------------------ generation
 

@@ -3,13 +3,12 @@
 What every such model needs lives here once: minibatch indices drawn on the device of the
 generator (no host round trip), a fused (CUDA) or foreach (CPU) Adam, the loss read back only every
 `LOG_EVERY` updates, bf16 autocast, `torch.compile`, on CUDA the whole update (forward, backward,
-Adam) captured once as a CUDA graph and replayed, and a resumable training state: every
-`checkpoint_every` updates the model, its EMA, the optimiser, every random-number generator and the
-step are copied to host memory and written atomically by a background thread, and a later `fit`
-with the same `state_path` continues from there. On a CPU an interrupted and resumed training ends
-with exactly the weights of an uninterrupted one. Every
-`snapshot_every` updates the model as it would be saved then (EMA weights) is written beside the
-training state, for learning curves; saving one draws no random number and leaves training unchanged.
+Adam) captured once as a CUDA graph and replayed, and a resumable training state (`states.py`):
+every `checkpoint_every` updates, and a later `fit` with the same `state_path` continues from there.
+On a CPU an interrupted and resumed training ends with exactly the weights of an uninterrupted one.
+Every `snapshot_every` updates the model as it would be saved then (EMA weights) is written beside
+the training state, for learning curves; saving one draws no random number and leaves training
+unchanged. `run_updates` is the loop; `seeds.py` drives it for several seeds as one network.
 
 Seeding contract: the same seed on the same device gives the same numbers. Minibatches and
 sampling noise come from the generator passed to `fit` (on the training device); the loss's own
@@ -21,8 +20,6 @@ update's draws: it advances the default CUDA generator by what the eager kernels
 from __future__ import annotations
 
 import copy
-import io
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,13 +32,19 @@ from tqdm.auto import tqdm
 
 from wmbench import tracking
 from wmbench.config import param
-from wmbench.models.base import FitReport, WorldModel
+from wmbench.models.base import FitReport
 from wmbench.models.precision import TF32, TRAIN_PRECISIONS, check_training_precision, warn_if_bf16_is_emulated
-from wmbench.paths import atomic_write_bytes
+from wmbench.models.states import (
+    StateWriter,
+    load_state,
+    rng_state,
+    save_snapshot,
+    snapshot_path,
+    training_state,
+)
 
 LOG_EVERY = 100  # updates between loss read-backs (each one waits for the device)
 GRAPH_WARMUP = 3  # eager updates before a CUDA graph is captured (the optimiser's state and cuBLAS set up)
-STATE_FORMAT = 1
 
 
 @dataclass
@@ -62,19 +65,6 @@ class TrainingConfig:
                                    "curves; set by --eval-every (0: none)", runtime=True, low=0)
 
 
-STATE_SUFFIX = ".train-state.pt"
-
-
-def training_state_path(checkpoint: Path) -> Path:
-    """Where the resumable training state of the model saved at `checkpoint` lives while it trains."""
-    return checkpoint.with_name(checkpoint.stem + STATE_SUFFIX)
-
-
-def snapshot_path(state_path: Path, step: int) -> Path:
-    """The snapshot of the model after `step` updates, beside its training state (and checkpoint)."""
-    return state_path.with_name(f"{state_path.name.removesuffix(STATE_SUFFIX)}.step-{step}.pt")
-
-
 def random_index(n: int, size: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
     """`size` uniform indices below `n`, drawn on the generator's device, returned on `device`."""
     idx = torch.randint(0, n, (size,), generator=generator, device=generator.device)
@@ -89,20 +79,6 @@ def draw_index(n: int, generator: torch.Generator, *, out: torch.Tensor) -> torc
     return out.copy_(random_index(n, out.numel(), generator, out.device))
 
 
-def _rng_state(generator: torch.Generator) -> dict:
-    state = {"generator": generator.get_state(), "cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(generator: torch.Generator, state: dict) -> None:
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class EMA:
     """Every `every` steps from step `start` on, `ema = decay * ema + (1 - decay) * weights`
     (before `start`, the average is a plain copy), as in the PolyGRAD code; also at the last step, so
@@ -112,13 +88,18 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.every, self.start = decay, every, start
 
-    @torch.no_grad()
     def update(self, model: nn.Module, step: int, last: bool = False) -> None:
+        self.update_from(list(model.parameters()), list(model.buffers()), step, last)
+
+    @torch.no_grad()
+    def update_from(self, parameters: list[torch.Tensor], buffers: list[torch.Tensor], step: int,
+                    last: bool = False) -> None:
+        """`update` from the model's parameters and buffers, in `parameters()` and `buffers()` order."""
         if step % self.every and not last:
             return
         weight = 1.0 if step < self.start else 1.0 - self.decay
-        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+        torch._foreach_lerp_(list(self.model.parameters()), parameters, weight)
+        for ema_b, b in zip(self.model.buffers(), buffers):
             ema_b.copy_(b)
 
 
@@ -160,7 +141,7 @@ def train_steps(
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, **fused)
     start_step, seconds_before = 0, 0.0
     if state_path is not None and state_path.is_file():
-        start_step, seconds_before = _load_state(state_path, owner, ema, optimiser, generator)
+        start_step, seconds_before = load_state(state_path, owner, None if ema is None else ema.model, optimiser, generator)
     if config.compile:
         net.compile()
     # how an update's arithmetic is done: bf16 autocast (whose weight cache cannot live across graph
@@ -168,44 +149,81 @@ def train_steps(
     autocast = TF32() if config.precision == "tf32" else \
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16", cache_enabled=not graphed)
     index = torch.empty(config.batch_size, dtype=torch.long, device=device)
-    update = _Update(loss_fn, optimiser, index, autocast, graphed, desc)
+    update = Update(loss_fn, optimiser, index, autocast, graphed, desc)
 
-    start, loss, last = time.perf_counter(), None, float("nan")
+    trainee = _OneSeed(update, index, n_items, generator, net, owner, ema, optimiser, after_step, state_path)
+    loss, seconds = run_updates(trainee, config, start_step, seconds_before, desc, progress)
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)  # finished: the caller saves the model itself
+    return TrainResult(float("nan") if loss is None else loss.item(), seconds, start_step)
+
+
+def run_updates(trainee, config: TrainingConfig, start_step: int, seconds_before: float, desc: str,
+                progress: bool) -> tuple[torch.Tensor | None, float]:
+    """The training loop from `start_step` to `config.train_steps`, with its progress bar, logs,
+    snapshots and training states; `trainee` does the updates (one network: `_OneSeed`; several seeds
+    as one: `wmbench.models.seeds`). Returns the last loss tensor and the seconds trained in all."""
+    start, loss, save_states = time.perf_counter(), None, trainee.state_path is not None
     bar = tqdm(total=config.train_steps, initial=start_step, desc=desc, disable=not progress, leave=False)
-    writer, rate = _StateWriter(), _Rate(start_step)
+    rate = _Rate(start_step)
     if start_step:
         tracking.restart("train", start_step + 1)  # the interrupted run may have logged past its saved state
     try:
         for step in range(start_step + 1, config.train_steps + 1):
-            draw_index(n_items, generator, out=index)
-            loss = update(last=step == config.train_steps)
-            if ema is not None:
-                ema.update(net, step, last=step == config.train_steps)
-            if after_step is not None:
-                after_step(step)
+            loss = trainee.step(step, last=step == config.train_steps)
             if step % LOG_EVERY == 0 or step == config.train_steps:  # a short training is logged too
-                last = loss.item()
+                last = loss.mean().item()
                 bar.set_postfix(loss=f"{last:.4f}")
                 if tracking.logging("train"):
-                    tracking.log("train", _training_scalars(last, net, ema, optimiser, rate(step)), step)
+                    tracking.log("train", trainee.scalars(loss, rate(step)), step)
             tracking.progress("train", step, config.train_steps)
-            if state_path is not None and config.snapshot_every and step % config.snapshot_every == 0 \
+            seconds = seconds_before + time.perf_counter() - start
+            if save_states and config.snapshot_every and step % config.snapshot_every == 0 \
                     and step < config.train_steps:  # the last one is the model itself
-                report = FitReport(steps=step, seconds=seconds_before + time.perf_counter() - start, loss=loss.item())
-                _save_snapshot(snapshot_path(state_path, step), owner, net, ema, report)
-            if state_path is not None and config.checkpoint_every and step % config.checkpoint_every == 0 \
+                trainee.snapshot(step, seconds, loss)
+            if save_states and config.checkpoint_every and step % config.checkpoint_every == 0 \
                     and step < config.train_steps:
-                writer.submit(state_path, _training_state(step, seconds_before + time.perf_counter() - start, owner,
-                                                          ema, optimiser, generator))
+                trainee.checkpoint(step, seconds)
             bar.update()
     finally:
-        writer.wait()  # a state being written lands before an error goes up
+        trainee.wait()  # a state being written lands before an error goes up
         bar.close()
-    if loss is not None:
-        last = loss.item()
-    if state_path is not None:
-        state_path.unlink(missing_ok=True)  # finished: the caller saves the model itself
-    return TrainResult(last, seconds_before + time.perf_counter() - start, start_step)
+    return loss, seconds_before + time.perf_counter() - start
+
+
+class _OneSeed:
+    """One network's updates, as `run_updates` drives them: minibatch indices drawn, the update, the
+    EMA and `after_step`; its snapshots and training states."""
+
+    def __init__(self, update: Update, index: torch.Tensor, n_items: int, generator: torch.Generator,
+                 net: nn.Module, owner: nn.Module, ema: EMA | None, optimiser: torch.optim.Optimizer,
+                 after_step: Callable[[int], None] | None, state_path: Path | None):
+        self.update, self.index, self.n_items, self.generator = update, index, n_items, generator
+        self.net, self.owner, self.ema, self.optimiser = net, owner, ema, optimiser
+        self.after_step, self.state_path, self.writer = after_step, state_path, StateWriter()
+
+    def step(self, step: int, last: bool) -> torch.Tensor:
+        draw_index(self.n_items, self.generator, out=self.index)
+        loss = self.update(last=last)
+        if self.ema is not None:
+            self.ema.update(self.net, step, last=last)
+        if self.after_step is not None:
+            self.after_step(step)
+        return loss
+
+    def scalars(self, loss: torch.Tensor, updates_per_s: float) -> dict[str, float]:
+        return _training_scalars(loss.item(), self.net, self.ema, self.optimiser, updates_per_s)
+
+    def snapshot(self, step: int, seconds: float, loss: torch.Tensor) -> None:
+        report = FitReport(steps=step, seconds=seconds, loss=loss.item())
+        save_snapshot(snapshot_path(self.state_path, step), self.owner, self.net, self.ema and self.ema.model, report)
+
+    def checkpoint(self, step: int, seconds: float) -> None:
+        self.writer.submit(self.state_path, training_state(step, seconds, self.owner, self.ema and self.ema.model,
+                                                           self.optimiser.state_dict(), rng_state(self.generator)))
+
+    def wait(self) -> None:
+        self.writer.wait()
 
 
 class _Rate:
@@ -239,7 +257,7 @@ def _norm(tensors: list[torch.Tensor]) -> float:
     return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))) if tensors else float("nan")
 
 
-class _Update:
+class Update:
     """One update (forward, backward, Adam) on the minibatch of item indices in `index`. With
     `graphed`, the first `GRAPH_WARMUP` updates run eagerly on a side stream (as capture requires),
     the next is captured once as a CUDA graph, and every later one replays it: the same kernels on
@@ -297,86 +315,3 @@ class _Update:
         graph.replay()  # capturing ran nothing
 
 
-def _save_snapshot(path: Path, owner: nn.Module, net: nn.Module, ema: EMA | None, report: FitReport) -> None:
-    """Save `owner` as it would be saved if training ended now: the EMA weights in `net`, `report` as
-    its fit report. The training weights are put back exactly (in place: the optimiser keeps them)."""
-    if not isinstance(owner, WorldModel):
-        raise TypeError("snapshots need the world model as `owner`")
-    training, fit_report = {k: v.clone() for k, v in net.state_dict().items()}, owner.fit_report
-    with torch.no_grad():
-        if ema is not None:
-            net.load_state_dict(ema.model.state_dict())
-        owner.fit_report = report
-        owner.save(path)
-        net.load_state_dict(training)
-    owner.fit_report = fit_report
-
-
-class _StateWriter:
-    """Writes training states from a background thread: the loop waits only for a copy of the state
-    into host memory, not for its serialisation and the disk (0.45 s for PolyGRAD at width 1024 on a
-    CPU, some thousand updates of a GPU). One write at a time; a failed write raises at the next
-    `submit` or `wait`."""
-
-    def __init__(self):
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def submit(self, path: Path, state: dict) -> None:
-        self.wait()
-        state = _to_host(state)  # copied now: training goes on changing the tensors in place
-
-        def write() -> None:
-            try:
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                atomic_write_bytes(path, buffer.getvalue())
-            except BaseException as err:  # noqa: BLE001 - raised in the training thread by wait()
-                self._error = err
-
-        self._thread = threading.Thread(target=write, name="wmbench-state-writer")
-        self._thread.start()
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-def _to_host(value):
-    """`value` with every tensor copied to CPU memory (nested dicts, lists and tuples followed)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_host(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_host(v) for v in value)
-    return value
-
-
-def _training_state(step: int, seconds: float, owner: nn.Module, ema: EMA | None, optimiser, generator) -> dict:
-    return {"format": STATE_FORMAT, "step": step, "seconds": seconds, "owner": owner.state_dict(),
-            "ema": None if ema is None else ema.model.state_dict(), "optimiser": optimiser.state_dict(),
-            "rng": _rng_state(generator)}
-
-
-def _load_state(path: Path, owner: nn.Module, ema: EMA | None, optimiser, generator) -> tuple[int, float]:
-    """Restore a saved training state; `(step, seconds trained)`."""
-    from wmbench.errors import CheckpointError
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"training-state format {state.get('format')!r}")
-        owner.load_state_dict(state["owner"])
-        if ema is not None:
-            ema.model.load_state_dict(state["ema"])
-        optimiser.load_state_dict(state["optimiser"])
-        _set_rng_state(generator, state["rng"])
-    except Exception as err:
-        raise CheckpointError(f"training state {path} is corrupt or unreadable ({type(err).__name__}); "
-                              "delete it to train from the start") from err
-    return int(state["step"]), float(state["seconds"])

@@ -6,8 +6,14 @@ MLP and causal transformer), `fit.py` (the shared settings and training routine)
 """
 
 from wmbench.models.diffusion.denoisers import ResidualMLPDenoiser, TransformerDenoiser
-from wmbench.models.diffusion.fit import DiffusionConfig, fit_denoiser
+from wmbench.models.diffusion.fit import (
+    DenoiserLoss,
+    DenoiserTraining,
+    DiffusionConfig,
+    TrainsAsDenoiser,
+    fit_denoiser,
+)
 from wmbench.models.diffusion.schedule import DiffusionSchedule
 
-__all__ = ["DiffusionConfig", "DiffusionSchedule", "ResidualMLPDenoiser", "TransformerDenoiser",
-           "fit_denoiser"]
+__all__ = ["DenoiserLoss", "DenoiserTraining", "DiffusionConfig", "DiffusionSchedule", "ResidualMLPDenoiser",
+           "TrainsAsDenoiser", "TransformerDenoiser", "fit_denoiser"]

@@ -1,0 +1,114 @@
+"""`make gpu-study`: the paper's central comparison, carried as far as one GPU lease allows.
+
+PolyGRAD against the authors' two-row autoregressive diffusion (`ar-diffusion-2row`) on Hopper at
+h = 10, 3 seeds, with the data, policy and sizes of `reports/curves-gpu/` (the `quick` profile's
+random data, BC policy and widths; 256 held-out starts), each model's seeds trained as one network
+(`sweep --batch-seeds`), its EMA weights evaluated at five points along the way. In one command,
+within `--budget` seconds:
+
+1. the CUDA checks of what the study relies on (the `gpu` tests of seed batching, TF32 and the graph);
+2. the issue's targets at the paper's sizes (width 1024, batch 256): one seed against 3 seeds as
+   one network, in fp32 and TF32 (`wmbench bench --train --seeds 3`);
+3. the floors (`linear`, `persistence`), which also make the dataset and the policy;
+4. the study: the time per batched update of each model at the study's sizes is measured, the
+   number of updates set to what the time left can train and evaluate, and the sweep run.
+
+Logs and `summary.md` go to `--out` ($OUT), with the results store as `results.tgz` (unpack it into
+`reports/curves-gpu-long/`). Runs from a clean checkout with no network, wheels in `.whl/` as for
+`make gpu-check`. `--device cpu --budget 300 --profile smoke` is a dry run of the plumbing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from gpu_check import ROOT, WMBENCH, install_wheels
+
+MODELS = ("polygrad", "ar-diffusion-2row")
+BATCHED = re.compile(r"^\s*(\S+) h=\d+ +\w+ training of \d+ seeds as one: +([\d.]+) ms/update", re.M)
+EVAL_RESERVE = 150  # seconds for evaluating 6 cells at 5 points each (6 processes), and the margin
+POINTS = 5  # evaluations along each training, the last the final model
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-study")))
+    parser.add_argument("--budget", type=float, default=530, help="seconds for everything (default: 530)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--profile", default="quick", help="the study's profile (smoke: a dry run)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-updates", type=int, default=1_000_000,
+                        help="at most this many updates per seed (in whole thousands per point, at least 5,000)")
+    parser.add_argument("--skip-checks", action="store_true", help="the study alone (steps 3 and 4)")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    left = lambda: args.budget - (time.perf_counter() - began)  # noqa: E731
+    args.out.mkdir(parents=True, exist_ok=True)
+    workspace = Path(os.environ.get("WMBENCH_STUDY_HOME", "/tmp/wmbench-study"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1", "WMBENCH_HOME": str(workspace)}
+    summary = [f"install: {install_wheels(env)}"]
+
+    def step(name: str, command: list[str], limit: float) -> str:
+        limit = int(min(limit, left() - 5))
+        if limit < 10:
+            summary.append(f"{name}: skipped (budget)")
+            return ""
+        start, log = time.perf_counter(), args.out / f"{name}.log"
+        with open(log, "w") as handle:
+            try:
+                code = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                      timeout=limit).returncode
+                status = "ok" if code == 0 else f"exit {code}"
+            except subprocess.TimeoutExpired:
+                status = f"timeout ({limit} s)"
+        summary.append(f"{name}: {status} in {time.perf_counter() - start:.0f} s")
+        print(summary[-1], flush=True)
+        return log.read_text()
+
+    cuda = ["--device", args.device]
+    if not args.skip_checks:
+        step("checks", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                        "tests/test_gpu.py", "-k", "seeds or tf32 or graphed"], 100)
+        for precision in ("fp32", "tf32"):
+            text = step(f"targets-{precision}", [*WMBENCH, "bench", "--train", *cuda, "--profile", "paper",
+                                                 "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3",
+                                                 "--updates", "300", "--precision", precision], 70)
+            summary += [line.strip() for line in text.splitlines() if "ms/update" in line]
+
+    common = [*cuda, "--profile", args.profile, "--envs", "hopper", "--horizons", "10", "--seeds", args.seeds]
+    step("floors", [*WMBENCH, "sweep", *common, "--models", "linear,persistence", "--workers", "3"], 120)
+    text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", "hopper",
+                         "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200"], 60)
+    per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # both models, one batched update each
+    if not per_update:
+        summary.append("study: no rate measured; see rate.log")
+    else:
+        # training plus the snapshots' writes (about 5% at these sizes), then EVAL_RESERVE for the evaluations
+        affordable = (left() - EVAL_RESERVE) / (per_update * 1.05)
+        every = max(int(min(affordable, args.max_updates) / POINTS) // 1000 * 1000, 1000)
+        updates = every * POINTS
+        summary.append(f"study: {per_update * 1e3:.2f} ms per update of both models -> {updates} updates per seed, "
+                       f"evaluated every {every}")
+        budget = [arg for model in MODELS for arg in ("--set", f"{model}.train_steps={updates}",
+                                                      "--set", f"{model}.checkpoint_every=0")]
+        step("study", [*WMBENCH, "sweep", *common, "--models", ",".join(MODELS), "--eval-every", str(every),
+                       "--batch-seeds", "--workers", "6", *budget], left() - 10)
+    results = workspace / "results"
+    if results.is_dir():
+        with tarfile.open(args.out / "results.tgz", "w:gz") as tar:
+            tar.add(results, arcname="results")
+    (args.out / "summary.md").write_text("\n".join(summary) + "\n")
+    print("\n".join(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

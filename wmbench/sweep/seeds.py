@@ -1,0 +1,97 @@
+"""Seeds trained together: before a sweep evaluates its cells, the cells that differ only in their
+seed train their models as one batched network (`wmbench.models.seeds.fit_seeds`), each saved where
+that seed's own evaluation looks for it, which then loads it as if it had trained it alone.
+
+On by default with `--device cuda`, where K seeds cost about one seed's time; off on a CPU, where
+stacking is no faster (measured in `benchmarks/test_training.py`). Only diffusion models train this
+way; the others train in their cells as before. The batched training logs to no cell's run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Callable
+
+import torch
+
+from wmbench.cells import EvalRequest, cell_of, checkpoint_path, eval_config, model_config, resolve_device, snapshot_steps
+from wmbench.evaluate import prepare_inputs
+from wmbench.models.base import get_model_class
+from wmbench.models.diffusion import TrainsAsDenoiser
+from wmbench.models.seeds import fit_seeds
+from wmbench.models.states import snapshot_path, training_state_path
+from wmbench.paths import file_lock
+
+
+def batch_by_default(requests: list[EvalRequest]) -> bool:
+    """Seeds train together where that is faster: on a GPU."""
+    return any(r.device.startswith("cuda") for r in requests)
+
+
+def train_seed_batches(requests: list[EvalRequest], progress: bool, say: Callable[[str], None]) -> int:
+    """Train the untrained models of every group of requests that differ only in their seed, each
+    group as one network; the number of models trained."""
+    groups: dict[EvalRequest, list[EvalRequest]] = {}
+    for request in requests:
+        if issubclass(get_model_class(request.model), TrainsAsDenoiser):
+            groups.setdefault(dataclasses.replace(request, seed=0, log=None), []).append(request)
+    trained = 0
+    for group in groups.values():
+        todo = [r for r in group if _untrained(r)]
+        if len(todo) > 1:
+            trained += _train_together(todo, progress, say)
+    return trained
+
+
+def _paths(request: EvalRequest):
+    cell, model_cls = cell_of(request), get_model_class(request.model)
+    config = model_config(model_cls, request.profile, cell.horizon, request.overrides, cell.env)
+    eval_every = eval_config(request).eval_every
+    steps = snapshot_steps(config, eval_every)
+    if steps:
+        config = dataclasses.replace(config, snapshot_every=eval_every)
+    return cell, model_cls, config, checkpoint_path(model_cls, cell, request.overrides, request.profile), steps
+
+
+def _untrained(request: EvalRequest) -> bool:
+    """Whether the cell's evaluation would train its model (no checkpoint, or a snapshot missing)."""
+    *_, path, steps = _paths(request)
+    state_path = training_state_path(path)
+    return not path.is_file() or any(not snapshot_path(state_path, step).is_file() for step in steps)
+
+
+def _train_together(requests: list[EvalRequest], progress: bool, say: Callable[[str], None]) -> int:
+    device = resolve_device(requests[0].device)
+    with contextlib.ExitStack() as locks:
+        members = []
+        for request in requests:
+            cell, model_cls, config, path, _ = _paths(request)
+            locks.enter_context(file_lock(path.with_name(f".{path.name}.lock")))
+            if not _untrained(request):  # trained meanwhile by another process
+                continue
+            train, _, _ = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides, cell.policy,
+                                         make_missing=True, progress=progress, say=say, seed=request.seed)
+            torch.manual_seed(request.seed)  # as its own training would: the weights, then the loss's draws
+            model = model_cls(train.obs_dim, train.act_dim, config).to(device)
+            members.append((path, model, model.denoiser_training(train), request.seed, _global_stream(device)))
+        if not members:
+            return 0
+        first = requests[0]
+        say(f"training {first.model} on {cell_of(first).env} (h={first.horizon}) for seeds "
+            f"{', '.join(str(m[3]) for m in members)} as one network")
+        fit_seeds([m[2] for m in members], [torch.Generator(device).manual_seed(m[3]) for m in members],
+                  [m[4] for m in members], [training_state_path(m[0]) for m in members], progress=progress)
+        for path, model, *_ in members:
+            model.save(path)
+    return len(members)
+
+
+def _global_stream(device: str) -> torch.Generator:
+    """A generator standing where torch's global one of `device` stands now."""
+    generator = torch.Generator(device)
+    if torch.device(device).type == "cuda":
+        generator.set_state(torch.cuda.get_rng_state(device))
+    else:
+        generator.set_state(torch.get_rng_state())
+    return generator
