@@ -9,7 +9,8 @@ within `--budget` seconds:
 1. the CUDA checks of what the study relies on (the `gpu` tests of seed batching, TF32 and the graph);
 2. the issue's targets at the paper's sizes (width 1024, batch 256): one seed against 3 seeds as
    one network, in fp32 and TF32 (`wmbench bench --train --seeds 3`);
-3. the floors (`linear`, `persistence`), which also make the dataset and the policy;
+3. the floors (`linear`, `persistence`), which also make the dataset and the policy (on the CPU,
+   while steps 1 and 2 run);
 4. the study: the time per batched update of each model at the study's sizes is measured, the
    number of updates set to what the time left can train and evaluate, and the sweep run.
 
@@ -33,7 +34,7 @@ from gpu_check import ROOT, WMBENCH, install_wheels
 
 MODELS = ("polygrad", "ar-diffusion-2row")
 BATCHED = re.compile(r"^\s*(\S+) h=\d+ +\w+ training of \d+ seeds as one: +([\d.]+) ms/update", re.M)
-EVAL_RESERVE = 150  # seconds for evaluating 6 cells at 5 points each (6 processes), and the margin
+EVAL_RESERVE = 100  # seconds for evaluating 6 cells at 5 points each (6 processes), and the margin
 POINTS = 5  # evaluations along each training, the last the final model
 
 
@@ -74,25 +75,32 @@ def main() -> int:
         return log.read_text()
 
     cuda = ["--device", args.device]
+    common = [*cuda, "--profile", args.profile, "--envs", "hopper", "--horizons", "10", "--seeds", args.seeds]
+    started, floors_log = time.perf_counter(), open(args.out / "floors.log", "w")
+    floors = subprocess.Popen([*WMBENCH, "sweep", *common, "--models", "linear,persistence", "--workers", "3"],
+                              cwd=ROOT, env=env, stdout=floors_log, stderr=subprocess.STDOUT)
     if not args.skip_checks:
         step("checks", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                         "tests/test_gpu.py", "-k", "seeds or tf32 or graphed"], 100)
         for precision in ("fp32", "tf32"):
             text = step(f"targets-{precision}", [*WMBENCH, "bench", "--train", *cuda, "--profile", "paper",
                                                  "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3",
-                                                 "--updates", "300", "--precision", precision], 70)
+                                                 "--updates", "200", "--precision", precision], 60)
             summary += [line.strip() for line in text.splitlines() if "ms/update" in line]
-
-    common = [*cuda, "--profile", args.profile, "--envs", "hopper", "--horizons", "10", "--seeds", args.seeds]
-    step("floors", [*WMBENCH, "sweep", *common, "--models", "linear,persistence", "--workers", "3"], 120)
+    try:
+        code = floors.wait(timeout=max(left() - 200, 10))
+    except subprocess.TimeoutExpired:
+        floors.kill()
+        code = "timeout"
+    summary.append(f"floors (data, policy): exit {code} after {time.perf_counter() - started:.0f} s")
     text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", "hopper",
                          "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200"], 60)
     per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # both models, one batched update each
     if not per_update:
         summary.append("study: no rate measured; see rate.log")
     else:
-        # training plus the snapshots' writes (about 5% at these sizes), then EVAL_RESERVE for the evaluations
-        affordable = (left() - EVAL_RESERVE) / (per_update * 1.05)
+        # training plus the snapshots' writes (about 5%), then EVAL_RESERVE for the evaluations
+        affordable = (left() - EVAL_RESERVE - 20) / (per_update * 1.05)  # 20 s: the sweep starting
         every = max(int(min(affordable, args.max_updates) / POINTS) // 1000 * 1000, 1000)
         updates = every * POINTS
         summary.append(f"study: {per_update * 1e3:.2f} ms per update of both models -> {updates} updates per seed, "
