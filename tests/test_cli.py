@@ -232,6 +232,7 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     (["--seeds", ""], "--seeds takes a comma-separated list"),
     (["--profile", "huge"], "unknown profile 'huge'"),
     (["--workers", "0"], "--workers must be from 1 to 256"),
+    (["--batch-seeds", "--backend", "ray"], "--batch-seeds trains on this machine"),
 ])
 def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args, expected):
     code, out, err = run_main(monkeypatch, capsys, "sweep", "--profile", "smoke", *args)
@@ -242,8 +243,9 @@ def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args
 @pytest.mark.parametrize("args, expected", [
     (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: fp32, bf16"),
     (["--models", "nope"], "unknown model 'nope'"),
-    (["--batch", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates"),
-    (["--train", "--updates", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000) and --updates"),
+    (["--batch", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000), --updates"),
+    (["--train", "--updates", "0"], "--batch (1 to 1,000,000), --repeats (1 to 1,000), --updates"),
+    (["--train", "--seeds", "0"], "--updates (1 to 1,000,000) and --seeds (1 to 64) must be in range"),
     (["--train", "--precision", "tf32"], "precision = tf32 is a CUDA feature"),
     (["--precision", "tf32"], "unknown precision 'tf32'; choose one of: fp32, bf16"),  # generation has no tf32
 ])

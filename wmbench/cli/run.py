@@ -168,12 +168,12 @@ def sweep(
     gpus_per_task: float = typer.Option(0, help="Ray: GPUs per task (with --device cuda)."),
     log: Optional[str] = typer.Option(None, help=LOG_HELP + " One run per cell."),
     allow_dirty: bool = typer.Option(False, "--allow-dirty", help=ALLOW_DIRTY_HELP),
-    batch_seeds: Optional[bool] = typer.Option(None, "--batch-seeds/--no-batch-seeds",
-                                               help="Train the seeds of each diffusion model (same settings) as one "
-                                                    "batched network before the cells are evaluated; each seed's model "
-                                                    "equals its own training's to float rounding (default: on with "
-                                                    "--device cuda, off on a CPU, where it is no faster; local "
-                                                    "backend only)."),
+    batch_seeds: bool = typer.Option(False, "--batch-seeds",
+                                     help="Train the seeds of each diffusion model (same settings) as one batched "
+                                          "network before the cells are evaluated; each seed's model equals its own "
+                                          "training's to float rounding. Measured: 1.34x the throughput of one seed "
+                                          "at a time on an H200 (paper sizes), where --workers 3 on one GPU gave "
+                                          "2.8x; local backend only."),
 ) -> None:
     """Evaluate every (model, env, horizon, seed, and --grid setting) cell that is not in the results store yet.
 
@@ -190,6 +190,8 @@ def sweep(
         raise UsageError(f"--workers must be from 1 to 256, got {workers}")
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend must be local or ray, got {backend!r}")
+    if batch_seeds and backend == "ray":
+        raise UsageError("--batch-seeds trains on this machine before the cells run; with --backend ray, leave it out")
     if not (0 < cpus_per_task <= 1024 and 0 <= gpus_per_task <= 64):  # NaN fails both
         raise UsageError(f"--cpus-per-task must be from 0 to 1024 (above 0) and --gpus-per-task from 0 to 64, "
                          f"got {cpus_per_task} and {gpus_per_task}")

@@ -1,8 +1,9 @@
 """Several seeds of one diffusion model trained as one batched network (`fit_seeds`).
 
 A GPU runs one PolyGRAD update at width 1024 far below its capacity: each matmul is too small to
-fill it. Stacked, K seeds' weights make every matmul a batched one of K times the work for about
-the time of one. Each seed keeps what makes it that seed: its own generator for minibatch indices,
+fill it. Stacked, K seeds' weights make every matmul a batched one of K times the work (measured on
+an H200 at the paper's sizes: 2.2 ms per update of 3 seeds against 0.99 ms for one, 1.34x the
+throughput; `wmbench bench --train --seeds 3`). Each seed keeps what makes it that seed: its own generator for minibatch indices,
 its own stream for the loss's draws (diffusion steps and noise: the state torch's global generator
 had when its own training would have started), its own EMA, its own snapshots and training states
 in the single-seed format, so a later single-seed run finds and continues them. The draws are made
