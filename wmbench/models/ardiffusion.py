@@ -62,7 +62,8 @@ class ARDiffusion(TrainsAsDenoiser, AutoregressiveWorldModel):
         self.cond_norm = Normaliser.identity(obs_dim + act_dim)
         self.target_norm = Normaliser.identity(self.target_dim)
 
-    def _loss_draws(self, inputs: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+    def _loss_draws(self, inputs: tuple[torch.Tensor, ...],
+                    generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
         y0 = inputs[0]
         t = torch.randint(0, self.schedule.steps, (len(y0),), device=y0.device, generator=generator)
         return t, torch.randn(y0.shape, device=y0.device, generator=generator)

@@ -148,7 +148,8 @@ class PolyGRAD(TrainsAsDenoiser, WorldModel):
         n_windows, batch = self._window_batches(data)
         return DenoiserLoss(n_windows, batch, self._loss_draws, self._loss)
 
-    def _loss_draws(self, inputs: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+    def _loss_draws(self, inputs: tuple[torch.Tensor, ...],
+                    generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
         x0 = inputs[0]
         t = torch.randint(0, self.schedule.steps, (x0.shape[0],), device=x0.device, generator=generator)
         return t, torch.randn(x0.shape, device=x0.device, generator=generator)

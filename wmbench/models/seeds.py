@@ -3,14 +3,15 @@
 A GPU runs one PolyGRAD update at width 1024 far below its capacity: each matmul is too small to
 fill it. Stacked, K seeds' weights make every matmul a batched one of K times the work (measured on
 an H200 at the paper's sizes: 2.2 ms per update of 3 seeds against 0.99 ms for one, 1.34x the
-throughput; `wmbench bench --train --seeds 3`). Each seed keeps what makes it that seed: its own generator for minibatch indices,
-its own stream for the loss's draws (diffusion steps and noise: the state torch's global generator
-had when its own training would have started), its own EMA, its own snapshots and training states
-in the single-seed format, so a later single-seed run finds and continues them. The draws are made
-eagerly, seed by seed, in the order a single training makes them, and copied into fixed buffers; the
-deterministic rest (forward, backward, one Adam over the stacked weights) is what a CUDA graph
-replays. Adam and the EMA are elementwise, so stacking changes nothing there; the batched matmuls
-round differently, so a seed's weights equal its own training's to float tolerance, not bitwise.
+throughput; `wmbench bench --train --seeds 3`). Each seed keeps what makes it that seed: its own
+generator for minibatch indices, its own stream for the loss's draws (diffusion steps and noise: the
+state torch's global generator had when its own training would have started), its own EMA, its own
+snapshots and training states in the single-seed format, so a later single-seed run finds and
+continues them. The draws are made eagerly, seed by seed, in the order a single training makes them,
+and copied into fixed buffers; the deterministic rest (forward, backward, one Adam over the stacked
+weights) is what a CUDA graph replays. Adam and the EMA are elementwise, so stacking changes nothing
+there; the batched matmuls round differently, so a seed's weights equal its own training's to float
+tolerance, not bitwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from wmbench.errors import UsageError
 from wmbench.models.base import FitReport
 from wmbench.models.diffusion.fit import DenoiserTraining
 from wmbench.models.precision import TF32, check_training_precision
@@ -59,7 +61,7 @@ def _fit_group(trainings, generators, noise, state_paths, progress) -> list[FitR
     config, device = trainings[0].config, next(trainings[0].denoiser.parameters()).device
     check_training_precision(config.precision, device)
     if config.precision == "bf16":
-        raise ValueError("seeds train together in fp32 or tf32; train bf16 seeds one at a time")
+        raise UsageError("seeds train together in fp32 or tf32; train bf16 seeds one at a time (no --batch-seeds)")
     emas = [EMA(t.denoiser, config.ema_decay, config.ema_every, config.ema_start) for t in trainings]
     start_step, seconds_before = 0, 0.0
     states = [None if p is None or not p.is_file() else read_training_state(p) for p in state_paths]
@@ -95,7 +97,6 @@ class _Batched:
         for training in trainings:
             training.denoiser.train()
         self.params, self.buffers = stack_module_state([t.denoiser for t in trainings])
-        self.names = list(self.params)
         template = copy.deepcopy(trainings[0].denoiser).to("meta")
         compute = trainings[0].loss.compute  # the same settings: any seed's model computes any seed's loss
 
@@ -157,7 +158,8 @@ class _Batched:
         self._unstack()
         for k, (training, ema) in enumerate(zip(self.trainings, self.emas)):
             report = FitReport(steps=step, seconds=seconds, loss=float(losses[k]))
-            save_snapshot(snapshot_path(self.state_paths[k], step), training.model, training.denoiser, ema.model, report)
+            path = snapshot_path(self.state_paths[k], step)
+            save_snapshot(path, training.model, training.denoiser, ema.model, report)
 
     def checkpoint(self, step: int, seconds: float) -> None:
         self._unstack()

@@ -141,7 +141,7 @@ def train_steps(
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, **fused)
     start_step, seconds_before = 0, 0.0
     if state_path is not None and state_path.is_file():
-        start_step, seconds_before = load_state(state_path, owner, None if ema is None else ema.model, optimiser, generator)
+        start_step, seconds_before = load_state(state_path, owner, ema and ema.model, optimiser, generator)
     if config.compile:
         net.compile()
     # how an update's arithmetic is done: bf16 autocast (whose weight cache cannot live across graph
