@@ -271,3 +271,23 @@ def test_rl_runs_get_their_figure_and_table_beside_the_evaluations_or_alone(tmp_
     write_rl_runs(alone)
     write_report(alone, tmp_path / "out2")
     assert "(rl_return.png)" in (tmp_path / "out2" / "README.md").read_text()
+
+
+def test_a_learning_curve_axis_shorter_than_a_decade_is_labelled_at_its_points():
+    """A log axis from 17k to 85k updates holds no decade, so no labelled tick of its own."""
+    import matplotlib.pyplot as plt
+
+    from wmbench.report.figures.curves import _label_short_axis
+
+    fig, ax = plt.subplots()
+    steps = pd.Series([17_000, 34_000, 51_000, 68_000, 85_000, 0])
+    ax.plot(steps[:-1], [1, 2, 3, 4, 5])
+    ax.set_xscale("log")
+    _label_short_axis(ax, steps, updates=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["17k", "34k", "51k", "68k", "85k"]
+    _, wide = plt.subplots()
+    wide.set_xscale("log")
+    before = list(wide.get_xticks())
+    _label_short_axis(wide, pd.Series([1_000, 40_000]), updates=True)  # over a decade: left alone
+    assert list(wide.get_xticks()) == before
+    plt.close("all")
