@@ -67,7 +67,7 @@ gpu-check:
 	$(PYTHON) benchmarks/gpu_check.py
 
 # The paper's central comparison on one GPU lease: checks, the seed-batching and TF32 targets, then PolyGRAD
-# against the authors' two-row baseline (3 seeds each, the 6 cells at once) for as many updates as the lease allows.
+# against the authors' two-row baseline (3 seeds as one network each) for as many updates as the lease allows.
 gpu-study:
 	$(PYTHON) benchmarks/gpu_study.py
 

@@ -2,19 +2,18 @@
 
 PolyGRAD against the authors' two-row autoregressive diffusion (`ar-diffusion-2row`) on Hopper at
 h = 10, 3 seeds, with the data, policy and sizes of `reports/curves-gpu/` (the `quick` profile's
-random data, BC policy and widths; 256 held-out starts), the 6 cells training at once on the card
-(`--mode cells`, the default: 3 trainings at once gave 2.8x the throughput of one on an H200) or each
-model's seeds as one network (`--mode batched`, `sweep --batch-seeds`: 1.3-1.45x there), the EMA
-weights evaluated at five points along the way. In one command, within `--budget` seconds:
+random data, BC policy and widths; 256 held-out starts), each model's seeds trained as one network
+(`sweep --batch-seeds`: 1.3-1.45x the throughput of one seed at a time on an H200, where separate
+trainings sharing the card gained nothing), the EMA weights evaluated at five points along the way.
+In one command, within `--budget` seconds:
 
 1. the CUDA checks of what the study relies on (the `gpu` tests of seed batching, TF32 and the graph);
 2. the issue's targets at the paper's sizes (width 1024, batch 256): one seed against 3 seeds as
    one network, in fp32 and TF32 (`wmbench bench --train --seeds 3`);
 3. the floors (`linear`, `persistence`), which also make the dataset and the policy (on the CPU,
    while steps 1 and 2 run);
-4. the study: the time per update of each model at the study's sizes is measured (one seed, or 3
-   as one network), the number of updates set to what the time left can train and evaluate, and
-   the sweep run.
+4. the study: the time per batched update of each model at the study's sizes is measured, the
+   number of updates set to what the time left can train and evaluate, and the sweep run.
 
 Logs and `summary.md` go to `--out` ($OUT), with the results store as `results.tgz` (unpack it into
 `reports/curves-gpu-long/`). Runs from a clean checkout with no network, wheels in `.whl/` as for
@@ -36,8 +35,6 @@ from gpu_check import ROOT, WMBENCH, install_wheels
 
 MODELS = ("polygrad", "ar-diffusion-2row")
 BATCHED = re.compile(r"^\s*(\S+) h=\d+ +\w+ training of \d+ seeds as one: +([\d.]+) ms/update", re.M)
-SINGLE = re.compile(r"^\s*(\S+) h=\d+ +\w+ training: +([\d.]+) ms/update", re.M)
-SHARE = 2.8  # updates/s of 3 trainings at once on one H200 over one alone (benchmarks/share_gpu.py, paper sizes)
 EVAL_RESERVE = 100  # seconds for evaluating 6 cells at 5 points each (6 processes), and the margin
 POINTS = 5  # evaluations along each training, the last the final model
 
@@ -49,8 +46,6 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--profile", default="quick", help="the study's profile (smoke: a dry run)")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--mode", choices=("cells", "batched"), default="cells",
-                        help="cells: the 6 cells train at once (default); batched: each model's seeds as one network")
     parser.add_argument("--max-updates", type=int, default=1_000_000,
                         help="at most this many updates per seed (in whole thousands per point, at least 5,000)")
     parser.add_argument("--skip-checks", action="store_true", help="the study alone (steps 3 and 4)")
@@ -99,15 +94,9 @@ def main() -> int:
         floors.kill()
         code = "timeout"
     summary.append(f"floors (data, policy): exit {code} after {time.perf_counter() - started:.0f} s")
-    seeds = ["--seeds", "3"] if args.mode == "batched" else []
     text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", "hopper",
-                         "--models", ",".join(MODELS), "--horizons", "10", *seeds, "--updates", "200"], 60)
-    # seconds of the card per update of every cell: both models' batched updates, or 3 seeds of each alone
-    # sharing the card SHARE-fold
-    if args.mode == "batched":
-        per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3
-    else:
-        per_update = 3 * sum(float(ms) for _, ms in SINGLE.findall(text)) / 1e3 / SHARE
+                         "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200"], 60)
+    per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # both models, one batched update each
     if not per_update:
         summary.append("study: no rate measured; see rate.log")
     else:
@@ -115,12 +104,12 @@ def main() -> int:
         affordable = (left() - EVAL_RESERVE - 20) / (per_update * 1.05)  # 20 s: the sweep starting
         every = max(int(min(affordable, args.max_updates) / POINTS) // 1000 * 1000, 1000)
         updates = every * POINTS
-        summary.append(f"study ({args.mode}): {per_update * 1e3:.2f} ms per update of every cell -> {updates} updates "
-                       f"per seed, evaluated every {every}")
+        summary.append(f"study: {per_update * 1e3:.2f} ms per update of both models -> {updates} updates per seed, "
+                       f"evaluated every {every}")
         budget = [arg for model in MODELS for arg in ("--set", f"{model}.train_steps={updates}",
                                                       "--set", f"{model}.checkpoint_every=0")]
         step("study", [*WMBENCH, "sweep", *common, "--models", ",".join(MODELS), "--eval-every", str(every),
-                       *(["--batch-seeds"] if args.mode == "batched" else []), "--workers", "6", *budget], left() - 10)
+                       "--batch-seeds", "--workers", "6", *budget], left() - 10)
     results = workspace / "results"
     if results.is_dir():
         with tarfile.open(args.out / "results.tgz", "w:gz") as tar:

@@ -134,3 +134,11 @@ def test_a_sweep_with_batch_seeds_trains_each_group_once(hopper_dataset, tmp_pat
                         batch_seeds=True)
     assert len(outcome.done) == 4 and not outcome.failed
     assert calls == [2], "the two seeds of the diffusion model, together; linear in its cells"
+
+
+def test_seeds_train_together_by_default_on_a_gpu_only():
+    from wmbench.sweep.seeds import batch_by_default
+
+    cpu = EvalRequest(model="polygrad", env="hopper")
+    assert not batch_by_default([cpu]) and batch_by_default([cpu, EvalRequest(model="polygrad", env="hopper",
+                                                                               device="cuda")])

@@ -16,16 +16,17 @@ from wmbench.results import ResultsStore
 from wmbench.sweep.grid import Evaluator, Outcome, SweepOutcome, label, pending_groups, prepare_shared_inputs
 from wmbench.sweep.local import run_local
 from wmbench.sweep.ray_backend import RayOptions, check_requests, run_ray
-from wmbench.sweep.seeds import train_seed_batches
+from wmbench.sweep.seeds import batch_by_default, train_seed_batches
 from wmbench.sweep.status import SweepStatus
 
 
 def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsStore | None = None,
               evaluator: Evaluator = evaluate, progress: bool = True, say: Callable[[str], None] = print,
-              ray: RayOptions | None = None, batch_seeds: bool = False) -> SweepOutcome:
+              ray: RayOptions | None = None, batch_seeds: bool | None = None) -> SweepOutcome:
     """Run the requests' missing cells; workers > 1 runs checkpoint groups in parallel processes,
-    `ray` runs each group as a Ray task (`wmbench.sweep.ray_backend`). With `batch_seeds` (local
-    backend), the seeds of each diffusion model train together first (`wmbench.sweep.seeds`)."""
+    `ray` runs each group as a Ray task (`wmbench.sweep.ray_backend`). With `batch_seeds` (default:
+    on a GPU; local backend), the seeds of each diffusion model train together first
+    (`wmbench.sweep.seeds`)."""
     if ray is not None:
         check_requests(requests)
     store = store or ResultsStore()
@@ -38,7 +39,7 @@ def run_sweep(requests: list[EvalRequest], *, workers: int = 1, store: ResultsSt
     if evaluator is evaluate:  # the shared inputs, made once here rather than raced for by workers
         pending = list(itertools.chain(*groups))
         prepare_shared_inputs(pending, progress, say)
-        if batch_seeds and ray is None:
+        if ray is None and (batch_by_default(pending) if batch_seeds is None else batch_seeds):
             train_seed_batches(pending, progress, say)
 
     status = SweepStatus([cell_of(r) for r in itertools.chain(*groups)], outcome.skipped, workers if ray is None else 1)

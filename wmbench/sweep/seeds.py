@@ -2,11 +2,12 @@
 seed train their models as one batched network (`wmbench.models.seeds.fit_seeds`), each saved where
 that seed's own evaluation looks for it, which then loads it as if it had trained it alone.
 
-Asked for with `sweep --batch-seeds`. Measured (`bench --train --seeds 3`), 3 seeds as one network
-gave 1.34x the throughput of one seed at a time for PolyGRAD at the paper's sizes on an H200 and
-1.18x on this 2-core CPU, while 3 cells training at once on the H200 (`sweep --workers 3`,
-`benchmarks/share_gpu.py`) gave 2.8x: so it is not the default. Only diffusion models train this
-way; the others train in their cells as before. The batched training logs to no cell's run.
+On by default with `--device cuda` (`--no-batch-seeds` turns it off), off on a CPU (`--batch-seeds`
+turns it on). Measured at the paper's sizes on an H200 (`bench --train --seeds 3`): 3 PolyGRAD
+seeds as one network gave 1.34x the throughput of one seed at a time, while 3 trainings in separate
+processes sharing the card gave 0.99x (`benchmarks/share_gpu.py`, 10,000 updates each); on this
+2-core CPU stacking gave 1.18x for PolyGRAD and 0.75x for the two-row model. Only diffusion models
+train this way; the others train in their cells as before. The batched training logs to no cell's run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from wmbench.models.diffusion import TrainsAsDenoiser
 from wmbench.models.seeds import fit_seeds
 from wmbench.models.states import snapshot_path, training_state_path
 from wmbench.paths import file_lock
+
+
+def batch_by_default(requests: list[EvalRequest]) -> bool:
+    """Seeds train together where that is faster: on a GPU."""
+    return any(r.device.startswith("cuda") for r in requests)
 
 
 def train_seed_batches(requests: list[EvalRequest], progress: bool, say: Callable[[str], None]) -> int:
