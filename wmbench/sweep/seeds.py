@@ -18,7 +18,15 @@ from typing import Callable
 
 import torch
 
-from wmbench.cells import EvalRequest, cell_of, checkpoint_path, eval_config, model_config, resolve_device, snapshot_steps
+from wmbench.cells import (
+    EvalRequest,
+    cell_of,
+    checkpoint_path,
+    eval_config,
+    model_config,
+    resolve_device,
+    snapshot_steps,
+)
 from wmbench.evaluate import prepare_inputs
 from wmbench.models.base import get_model_class
 from wmbench.models.diffusion import TrainsAsDenoiser
