@@ -142,3 +142,16 @@ def test_seeds_train_together_by_default_on_a_gpu_only():
     cpu = EvalRequest(model="polygrad", env="hopper")
     assert not batch_by_default([cpu]) and batch_by_default([cpu, EvalRequest(model="polygrad", env="hopper",
                                                                                device="cuda")])
+
+
+def test_cells_sharing_a_model_train_it_once_and_bf16_seeds_alone(hopper_dataset, monkeypatch):
+    import wmbench.sweep.seeds as seeds
+
+    calls = []
+    monkeypatch.setattr(seeds, "_train_together", lambda todo, *a: calls.append(todo) or len(todo))
+    shared = [EvalRequest(model="ar-diffusion-2row", seed=seed, n_trajectories=n, **SMOKE) for seed in (5, 6)
+              for n in (8, 16)]  # two evaluations of each seed's one model
+    assert seeds.train_seed_batches(shared, progress=False, say=print) == 2
+    bf16 = [EvalRequest(model="ar-diffusion-2row", seed=seed, env="hopper", horizon=3, profile="smoke",
+                        overrides=("ar-diffusion-2row.precision=bf16",)) for seed in (5, 6)]
+    assert seeds.train_seed_batches(bf16, progress=False, say=print) == 0 and len(calls) == 1

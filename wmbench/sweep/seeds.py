@@ -43,13 +43,18 @@ def batch_by_default(requests: list[EvalRequest]) -> bool:
 def train_seed_batches(requests: list[EvalRequest], progress: bool, say: Callable[[str], None]) -> int:
     """Train the untrained models of every group of requests that differ only in their seed, each
     group as one network; the number of models trained."""
-    groups: dict[EvalRequest, list[EvalRequest]] = {}
+    groups: dict[EvalRequest, dict] = {}
     for request in requests:
-        if issubclass(get_model_class(request.model), TrainsAsDenoiser):
-            groups.setdefault(dataclasses.replace(request, seed=0, log=None), []).append(request)
+        if not issubclass(get_model_class(request.model), TrainsAsDenoiser):
+            continue
+        _, _, config, path, _ = _paths(request)
+        if config.precision != "bf16":  # bf16 seeds train in their cells, one at a time
+            # what the model does not depend on (the seed aside) joins groups; one request per checkpoint
+            trains = dataclasses.replace(request, seed=0, log=None, n_trajectories=None, policy="", policy_std=0.0)
+            groups.setdefault(trains, {}).setdefault(path, request)
     trained = 0
     for group in groups.values():
-        todo = [r for r in group if _untrained(r)]
+        todo = [r for r in group.values() if _untrained(r)]
         if len(todo) > 1:
             trained += _train_together(todo, progress, say)
     return trained
