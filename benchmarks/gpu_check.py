@@ -79,6 +79,18 @@ def install_wheels(env: dict) -> str:
     return f"installed {len(wheels)} wheels into {target}"
 
 
+def run_logged(command: list[str], log: Path, env: dict, limit: int) -> str:
+    """Run `command` from the checkout with its output in `log`, for at most `limit` seconds: `ok`,
+    `exit N` or `timeout (N s)`."""
+    with open(log, "w") as handle:
+        try:
+            code = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                  timeout=limit).returncode
+        except subprocess.TimeoutExpired:
+            return f"timeout ({limit} s)"
+    return "ok" if code == 0 else f"exit {code}"
+
+
 def cell_table(results: Path) -> list[str]:
     """One line per evaluated cell of the end-to-end step: where its time went, and its error."""
     import pandas as pd
@@ -122,13 +134,7 @@ def main() -> int:
             rows.append((name, "skipped (budget)", 0.0, ""))
             continue
         log, start = args.out / f"{name}.log", time.perf_counter()
-        with open(log, "w") as handle:
-            try:
-                code = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                      timeout=limit).returncode
-                status = "ok" if code == 0 else f"exit {code}"
-            except subprocess.TimeoutExpired:
-                status = f"timeout ({limit} s)"
+        status = run_logged(command, log, env, limit)
         seconds = time.perf_counter() - start
         figures = "; ".join(m.group(0).strip() for m in FIGURE.finditer(log.read_text()))
         rows.append((name, status, seconds, figures))

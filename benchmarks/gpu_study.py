@@ -31,7 +31,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from gpu_check import ROOT, WMBENCH, install_wheels
+from gpu_check import ROOT, WMBENCH, install_wheels, run_logged
 
 MODELS = ("polygrad", "ar-diffusion-2row")
 BATCHED = re.compile(r"^\s*(\S+) h=\d+ +\w+ training of \d+ seeds as one: +([\d.]+) ms/update", re.M)
@@ -64,13 +64,7 @@ def main() -> int:
             summary.append(f"{name}: skipped (budget)")
             return ""
         start, log = time.perf_counter(), args.out / f"{name}.log"
-        with open(log, "w") as handle:
-            try:
-                code = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                      timeout=limit).returncode
-                status = "ok" if code == 0 else f"exit {code}"
-            except subprocess.TimeoutExpired:
-                status = f"timeout ({limit} s)"
+        status = run_logged(command, log, env, limit)
         summary.append(f"{name}: {status} in {time.perf_counter() - start:.0f} s")
         print(summary[-1], flush=True)
         return log.read_text()
@@ -93,6 +87,7 @@ def main() -> int:
     except subprocess.TimeoutExpired:
         floors.kill()
         code = "timeout"
+    floors_log.close()
     summary.append(f"floors (data, policy): exit {code} after {time.perf_counter() - started:.0f} s")
     text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", "hopper",
                          "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200"], 60)

@@ -57,3 +57,33 @@ def test_polygrad_training_with_and_without_logging(benchmark, log, tmp_path):
 
     benchmark.pedantic(fit, rounds=ROUNDS, warmup_rounds=1)
     benchmark.extra_info["updates_per_s"] = LOGGED_STEPS / benchmark.stats.stats.median
+
+
+SEEDS = 3
+SEED_STEPS = 20
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-at-a-time", "as-one-network"])
+def test_three_polygrad_seeds(benchmark, together):
+    """3 PolyGRAD seeds at quick sizes, trained one after another or as one batched network
+    (`sweep --batch-seeds`): compare the two rows' medians (the ratio is the throughput gain)."""
+    from wmbench.models.seeds import fit_seeds
+
+    cls = get_model_class("polygrad")
+    config = dataclasses.replace(with_budget(build_config(cls.Config, "quick", "polygrad"), SEED_STEPS), ema_start=0)
+
+    def fit():
+        models, noise = [], []
+        for seed in range(SEEDS):
+            torch.manual_seed(seed)
+            models.append(cls(DATA.obs_dim, DATA.act_dim, config))
+            noise.append(torch.Generator().manual_seed(seed))
+        generators = [torch.Generator().manual_seed(seed) for seed in range(SEEDS)]
+        if together:
+            fit_seeds([m.denoiser_training(DATA) for m in models], generators, noise, [None] * SEEDS, progress=False)
+        else:
+            for model, generator in zip(models, generators):
+                model.fit(DATA, generator=generator, progress=False)
+
+    benchmark.pedantic(fit, rounds=ROUNDS, warmup_rounds=1)
+    benchmark.extra_info["seed_updates_per_s"] = SEEDS * SEED_STEPS / benchmark.stats.stats.median

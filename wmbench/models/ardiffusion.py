@@ -62,12 +62,6 @@ class ARDiffusion(TrainsAsDenoiser, AutoregressiveWorldModel):
         self.cond_norm = Normaliser.identity(obs_dim + act_dim)
         self.target_norm = Normaliser.identity(self.target_dim)
 
-    def _loss_draws(self, inputs: tuple[torch.Tensor, ...],
-                    generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
-        y0 = inputs[0]
-        t = torch.randint(0, self.schedule.steps, (len(y0),), device=y0.device, generator=generator)
-        return t, torch.randn(y0.shape, device=y0.device, generator=generator)
-
     def _loss(self, denoiser: Callable | None, inputs: tuple[torch.Tensor, ...],
               draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
         (y0, cond), (t, noise) = inputs, draws
@@ -89,7 +83,7 @@ class ARDiffusion(TrainsAsDenoiser, AutoregressiveWorldModel):
         """x0-prediction L2 loss of `[s', r, term]` given `(s, a)`, over every transition of `data`."""
         cond, target = (torch.as_tensor(a, device=self.device) for a in self._pairs(data))
         cond, y0 = self.cond_norm.normalise(cond)[:, None], self.target_norm.normalise(target)[:, None]
-        return DenoiserLoss(len(y0), lambda idx: (y0[idx], cond[idx]), self._loss_draws, self._loss)
+        return DenoiserLoss(len(y0), lambda idx: (y0[idx], cond[idx]), self.schedule.training_draws, self._loss)
 
     def denoiser_training(self, data: OfflineData) -> DenoiserTraining:
         cond, target = self._pairs(data.normalising)

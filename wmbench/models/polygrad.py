@@ -146,13 +146,7 @@ class PolyGRAD(TrainsAsDenoiser, WorldModel):
     def denoiser_loss(self, data: OfflineData) -> DenoiserLoss:
         """x0-prediction L2 loss over windows of `data`, with uniform t and first-state inpainting."""
         n_windows, batch = self._window_batches(data)
-        return DenoiserLoss(n_windows, batch, self._loss_draws, self._loss)
-
-    def _loss_draws(self, inputs: tuple[torch.Tensor, ...],
-                    generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
-        x0 = inputs[0]
-        t = torch.randint(0, self.schedule.steps, (x0.shape[0],), device=x0.device, generator=generator)
-        return t, torch.randn(x0.shape, device=x0.device, generator=generator)
+        return DenoiserLoss(n_windows, batch, self.schedule.training_draws, self._loss)
 
     def _loss(self, denoiser: Callable | None, inputs: tuple[torch.Tensor, ...],
               draws: tuple[torch.Tensor, ...]) -> torch.Tensor:

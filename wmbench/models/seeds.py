@@ -46,25 +46,26 @@ def fit_seeds(trainings: list[DenoiserTraining], generators: list[torch.Generato
     first = trainings[0]
     if any(type(t.model) is not type(first.model) or t.config != first.config for t in trainings):
         raise ValueError("seeds train together only with one model class and one config")
-    steps = [0 if p is None or not p.is_file() else read_training_state(p)["step"] for p in state_paths]
+    states = [None if p is None or not p.is_file() else read_training_state(p) for p in state_paths]
+    steps = [0 if state is None else int(state["step"]) for state in states]
     reports: list[FitReport | None] = [None] * len(trainings)
     for step in sorted(set(steps)):
         group = [k for k, s in enumerate(steps) if s == step]
         pick = lambda items: [items[k] for k in group]  # noqa: E731
         for k, report in zip(group, _fit_group(pick(trainings), pick(generators), pick(noise), pick(state_paths),
-                                                progress)):
+                                                pick(states), progress)):
             reports[k] = report
     return reports
 
 
-def _fit_group(trainings, generators, noise, state_paths, progress) -> list[FitReport]:
+def _fit_group(trainings, generators, noise, state_paths, states, progress) -> list[FitReport]:
+    """Seeds whose saved states (None: none) stand at one step, trained together from there."""
     config, device = trainings[0].config, next(trainings[0].denoiser.parameters()).device
     check_training_precision(config.precision, device)
     if config.precision == "bf16":
         raise UsageError("seeds train together in fp32 or tf32; train bf16 seeds one at a time (no --batch-seeds)")
     emas = [EMA(t.denoiser, config.ema_decay, config.ema_every, config.ema_start) for t in trainings]
     start_step, seconds_before = 0, 0.0
-    states = [None if p is None or not p.is_file() else read_training_state(p) for p in state_paths]
     for training, ema, state in zip(trainings, emas, states):
         if state is not None:
             training.model.load_state_dict(state["owner"])
@@ -97,6 +98,9 @@ class _Batched:
         for training in trainings:
             training.denoiser.train()
         self.params, self.buffers = stack_module_state([t.denoiser for t in trainings])
+        # each seed's slices of the stacked tensors (views: they follow the in-place updates), for its EMA
+        self.seed_params = [[p[k] for p in self.params.values()] for k in range(len(trainings))]
+        self.seed_buffers = [[b[k] for b in self.buffers.values()] for k in range(len(trainings))]
         template = copy.deepcopy(trainings[0].denoiser).to("meta")
         compute = trainings[0].loss.compute  # the same settings: any seed's model computes any seed's loss
 
@@ -137,9 +141,8 @@ class _Batched:
     def step(self, step: int, last: bool) -> torch.Tensor:
         self._draw()
         self.update(last=last)
-        parameters, buffers = list(self.params.values()), list(self.buffers.values())
-        for k, ema in enumerate(self.emas):
-            ema.update_from([p[k] for p in parameters], [b[k] for b in buffers], step, last)
+        for ema, parameters, buffers in zip(self.emas, self.seed_params, self.seed_buffers):
+            ema.update_from(parameters, buffers, step, last)
         return self.member_losses
 
     def scalars(self, losses: torch.Tensor, updates_per_s: float) -> dict[str, float]:
@@ -150,9 +153,9 @@ class _Batched:
     @torch.no_grad()
     def _unstack(self) -> None:
         """Each seed's network given its slice of the stacked weights."""
-        for k, training in enumerate(self.trainings):
-            for name, value in training.denoiser.named_parameters():
-                value.copy_(self.params[name][k])
+        for training, parameters in zip(self.trainings, self.seed_params):
+            for value, stacked in zip(training.denoiser.parameters(), parameters, strict=True):
+                value.copy_(stacked)
 
     def snapshot(self, step: int, seconds: float, losses: torch.Tensor) -> None:
         self._unstack()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -43,58 +44,65 @@ def batch_by_default(requests: list[EvalRequest]) -> bool:
 def train_seed_batches(requests: list[EvalRequest], progress: bool, say: Callable[[str], None]) -> int:
     """Train the untrained models of every group of requests that differ only in their seed, each
     group as one network; the number of models trained."""
-    groups: dict[EvalRequest, dict] = {}
+    groups: dict[EvalRequest, dict[Path, _Plan]] = {}
     for request in requests:
         if not issubclass(get_model_class(request.model), TrainsAsDenoiser):
             continue
-        _, _, config, path, _ = _paths(request)
-        if config.precision != "bf16":  # bf16 seeds train in their cells, one at a time
+        plan = _Plan.of(request)
+        if plan.config.precision != "bf16":  # bf16 seeds train in their cells, one at a time
             # what the model does not depend on (the seed aside) joins groups; one request per checkpoint
             trains = dataclasses.replace(request, seed=0, log=None, n_trajectories=None, policy="", policy_std=0.0)
-            groups.setdefault(trains, {}).setdefault(path, request)
+            groups.setdefault(trains, {}).setdefault(plan.path, plan)
     trained = 0
     for group in groups.values():
-        todo = [r for r in group.values() if _untrained(r)]
+        todo = [plan for plan in group.values() if plan.untrained()]
         if len(todo) > 1:
             trained += _train_together(todo, progress, say)
     return trained
 
 
-def _paths(request: EvalRequest):
-    cell, model_cls = cell_of(request), get_model_class(request.model)
-    config = model_config(model_cls, request.profile, cell.horizon, request.overrides, cell.env)
-    eval_every = eval_config(request).eval_every
-    steps = snapshot_steps(config, eval_every)
-    if steps:
-        config = dataclasses.replace(config, snapshot_every=eval_every)
-    return cell, model_cls, config, checkpoint_path(model_cls, cell, request.overrides, request.profile), steps
+class _Plan(NamedTuple):
+    """What a cell's evaluation would train: its model's config and checkpoint, and the snapshot steps."""
+
+    request: EvalRequest
+    config: object
+    path: Path
+    steps: list[int]
+
+    @classmethod
+    def of(cls, request: EvalRequest) -> _Plan:
+        cell, model_cls = cell_of(request), get_model_class(request.model)
+        config = model_config(model_cls, request.profile, cell.horizon, request.overrides, cell.env)
+        eval_every = eval_config(request).eval_every
+        steps = snapshot_steps(config, eval_every)
+        if steps:
+            config = dataclasses.replace(config, snapshot_every=eval_every)
+        return cls(request, config, checkpoint_path(model_cls, cell, request.overrides, request.profile), steps)
+
+    def untrained(self) -> bool:
+        """Whether the cell's evaluation would train its model (no checkpoint, or a snapshot missing)."""
+        state_path = training_state_path(self.path)
+        return not self.path.is_file() or any(not snapshot_path(state_path, step).is_file() for step in self.steps)
 
 
-def _untrained(request: EvalRequest) -> bool:
-    """Whether the cell's evaluation would train its model (no checkpoint, or a snapshot missing)."""
-    *_, path, steps = _paths(request)
-    state_path = training_state_path(path)
-    return not path.is_file() or any(not snapshot_path(state_path, step).is_file() for step in steps)
-
-
-def _train_together(requests: list[EvalRequest], progress: bool, say: Callable[[str], None]) -> int:
-    device = resolve_device(requests[0].device)
+def _train_together(plans: list[_Plan], progress: bool, say: Callable[[str], None]) -> int:
+    device = resolve_device(plans[0].request.device)
     with contextlib.ExitStack() as locks:
         members = []
-        for request in requests:
-            cell, model_cls, config, path, _ = _paths(request)
-            locks.enter_context(file_lock(path.with_name(f".{path.name}.lock")))
-            if not _untrained(request):  # trained meanwhile by another process
+        for plan in plans:
+            request, cell = plan.request, cell_of(plan.request)
+            locks.enter_context(file_lock(plan.path.with_name(f".{plan.path.name}.lock")))
+            if not plan.untrained():  # trained meanwhile by another process
                 continue
             train, _, _ = prepare_inputs(cell.env, cell.dataset, request.profile, request.overrides, cell.policy,
                                          make_missing=True, progress=progress, say=say, seed=request.seed)
             torch.manual_seed(request.seed)  # as its own training would: the weights, then the loss's draws
-            model = model_cls(train.obs_dim, train.act_dim, config).to(device)
-            members.append((path, model, model.denoiser_training(train), request.seed, _global_stream(device)))
+            model = get_model_class(request.model)(train.obs_dim, train.act_dim, plan.config).to(device)
+            members.append((plan.path, model, model.denoiser_training(train), request.seed, _global_stream(device)))
         if not members:
             return 0
-        first = requests[0]
-        say(f"training {first.model} on {cell_of(first).env} (h={first.horizon}) for seeds "
+        first = plans[0].request
+        say(f"training {first.model} on {first.env} (h={first.horizon}) for seeds "
             f"{', '.join(str(m[3]) for m in members)} as one network")
         fit_seeds([m[2] for m in members], [torch.Generator(device).manual_seed(m[3]) for m in members],
                   [m[4] for m in members], [training_state_path(m[0]) for m in members], progress=progress)

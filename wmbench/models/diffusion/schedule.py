@@ -39,6 +39,15 @@ class DiffusionSchedule(nn.Module):
         for name, value in buffers.items():
             self.register_buffer(name, value.float(), persistent=False)
 
+    def training_draws(self, inputs: tuple[torch.Tensor, ...],
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training loss's random numbers for the clean targets `inputs[0]` (`[B, ...]`): a uniform
+        step t per item, then the noise, in that order (torch's global generator when `generator` is
+        None)."""
+        x0 = inputs[0]
+        t = torch.randint(0, self.steps, (x0.shape[0],), device=x0.device, generator=generator)
+        return t, torch.randn(x0.shape, device=x0.device, generator=generator)
+
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """`q(x_t | x0)`: `sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise`, t of shape `[B]`."""
         shape = (-1,) + (1,) * (x0.dim() - 1)
