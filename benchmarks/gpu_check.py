@@ -95,7 +95,7 @@ def cell_table(results: Path) -> list[str]:
     """One line per evaluated cell of the end-to-end step: where its time went, and its error."""
     import pandas as pd
 
-    files = sorted(results.glob("**/*.csv"))
+    files = sorted(results.glob("**/*.csv.gz"))
     if not files:
         return []
     cells = pd.concat([pd.read_csv(f) for f in files])

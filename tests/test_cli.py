@@ -140,21 +140,21 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--model", "polygrad", "--set", "polygrad.precision='tf32'"], "precision = tf32 is a CUDA feature"),
 ])
 def test_bad_input_gives_one_clear_line(monkeypatch, capsys, hopper_dataset, args, expected, workspace):
-    before = sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv"))
+    before = sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv.gz"))
     code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", *args)
     assert code == 2
     assert expected in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv")) == before, "nothing stored"
+    assert sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv.gz")) == before, "nothing stored"
 
 
 def test_too_little_data_for_a_model_is_one_line_after_its_progress(monkeypatch, capsys, hopper_dataset, workspace):
-    before = sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv"))
+    before = sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv.gz"))
     code, _, err = run_main(monkeypatch, capsys, "evaluate", "--env", "hopper", "--profile", "smoke", "--model",
                             "mlp-ensemble", "--set", "data.train_transitions=20")
     assert code == 2 and "Traceback" not in err
     assert "mlp-ensemble needs more than" in err.strip().splitlines()[-1]  # found while fitting: after the bars
-    assert sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv")) == before, "nothing stored"
+    assert sorted(workspace["WMBENCH_RESULTS"].rglob("*.csv.gz")) == before, "nothing stored"
 
 
 def test_a_profile_file_from_any_folder_is_named_by_its_content(monkeypatch, capsys, hopper_dataset, tmp_path):

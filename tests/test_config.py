@@ -107,7 +107,7 @@ def test_an_override_reaches_the_model_and_both_cells_are_stored(hopper_dataset,
     plain = EvalRequest(model="polygrad", env="hopper", horizon=3, profile="smoke")
     tuned = dataclasses.replace(plain, overrides=("polygrad.train_steps=7",))
     tables = [evaluate(r, store=store, progress=False, say=lambda m: None) for r in (plain, tuned)]
-    assert len(list(tmp_path.glob("**/*.csv"))) == 2
+    assert len(list(tmp_path.glob("**/*.csv.gz"))) == 2
     assert tables[1]["overrides"].iloc[0] == "polygrad.train_steps=7"
     assert '"train_steps": 7' in tables[1]["config"].iloc[0] and '"train_steps": 30' in tables[0]["config"].iloc[0]
     assert tables[0]["config_hash"].iloc[0] != tables[1]["config_hash"].iloc[0]

@@ -44,7 +44,7 @@ def test_a_subset_is_whole_training_episodes_nested_and_reproducible_from_its_se
 
 def test_the_default_size_keeps_the_config_hash_of_every_stored_reference_cell():
     checked = 0
-    for path in sorted(REFERENCE.glob("hopper/*/*__s0__*.csv")):
+    for path in sorted(REFERENCE.glob("hopper/*/*__s0__*.csv.gz")):
         row = pd.read_csv(path, nrows=1).iloc[0]
         if row["profile"] != "quick" or not isinstance(row["overrides"], str) and not pd.isna(row["overrides"]):
             continue

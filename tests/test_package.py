@@ -96,7 +96,7 @@ def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path):
     assert done.returncode == 0, done.stderr
     assert listing(package) == before, "nothing is written inside the installed package"
     assert {p.name for p in work.iterdir()} == {"datasets", "models", "results"}
-    stored = list((work / "results").glob("**/*.csv"))
+    stored = list((work / "results").glob("**/*.csv.gz"))
     assert len(stored) == 1
     assert pd.read_csv(stored[0])["git_commit"].iloc[0] == "wmbench==0.1.0"
     profiles = subprocess.run([env_dir / "bin" / "wmbench", "profiles"], cwd=work, capture_output=True, text=True,
@@ -152,7 +152,7 @@ def test_report_skips_an_unreadable_file_and_draws_the_rest(tmp_path):
     from test_report import write_store
 
     store = write_store(tmp_path / "results")
-    bad = next(store.root.glob("hopper/polygrad/*.csv"))
+    bad = next(store.root.glob("hopper/polygrad/*.csv.gz"))
     bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])
     done = subprocess.run([WMBENCH, "report", "--results", str(store.root), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
@@ -172,7 +172,7 @@ def test_two_concurrent_evaluations_of_one_cell_leave_one_complete_file(hopper_d
     errs = [err for _, err in outputs]
     assert sum("training mlp-ensemble" in err for err in errs) == 1, "one process computes"
     assert sum("already in the results store" in err for err in errs) == 1, "the other returns its rows"
-    files = list((tmp_path / "results").glob("**/*.csv"))
+    files = list((tmp_path / "results").glob("**/*.csv.gz"))
     assert len(files) == 1 and not list((tmp_path / "results").glob("**/*.tmp"))
     stored = ResultsStore(tmp_path / "results").read()
     assert stored["metric"].eq("mse").sum() == 4

@@ -28,7 +28,7 @@ def smoke_cell(hopper_dataset, tmp_path_factory):
                  progress=False)
     finally:
         torch.set_num_threads(saved)
-    (path,) = store.root.glob("*/*/*.csv")
+    (path,) = store.root.glob("*/*/*.csv.gz")
     return path
 
 

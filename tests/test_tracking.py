@@ -70,7 +70,7 @@ def test_evaluate_logs_training_tuning_and_results_and_nothing_without_log(monke
                             "--log", "tensorboard")
     assert code == 0, err
     store = ResultsStore(workspace["WMBENCH_RESULTS"])
-    path = max(store.root.glob("hopper/polygrad/*.csv"), key=lambda p: p.stat().st_mtime)
+    path = max(store.root.glob("hopper/polygrad/*.csv.gz"), key=lambda p: p.stat().st_mtime)
     rows = pd.read_csv(path)
     run = tmp_path / "runs" / path.relative_to(store.root).with_suffix("")
     # the training's steps alone (the short trainings that count FLOPs for the curve log nothing)

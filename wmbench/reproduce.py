@@ -97,7 +97,7 @@ def reproduce(path: Path, *, device: str = "cpu", profile: str | None = None, sc
     except ValueError as err:
         raise UsageError(f"{path} is not a readable results file ({err})") from err
     if stored["model"].nunique() != 1 or stored["seed"].nunique() != 1:
-        raise UsageError(f"{path} holds several cells; pass one cell's file (ENV/MODEL/....csv in a results store)")
+        raise UsageError(f"{path} holds several cells; pass one cell's file (ENV/MODEL/....csv.gz in a results store)")
     request = request_of(stored, device, profile)
     first = stored.iloc[0]
     problems = []

@@ -1,15 +1,20 @@
-"""The results store: tidy rows, one CSV file per evaluated cell, each written atomically.
+"""The results store: tidy rows, one gzipped CSV file per evaluated cell, each written atomically.
 
 A cell is one (model, env, dataset, policy, profile, horizon, seed, precision, config) evaluation.
 One file per cell means concurrent workers never write the same file, an interrupted run leaves
 every finished cell readable, and "is this cell done?" is a file test, which is what lets sweeps
 resume. A file that cannot be read (truncated, hand-edited) is named in a warning and skipped.
+Every row repeats its cell's provenance (config, versions, dataset), so gzip makes a file about 50x
+smaller (a committed store would otherwise outgrow what a GPU lease can carry); plain `.csv` files
+of older stores are read as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
+import zlib
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from wmbench.paths import atomic_write_bytes, file_lock, results_root
 BENCH_DATASET = "bench"  # the dataset of `wmbench bench` rows: untrained models, timings only
 RL_DATASET = "online"  # the dataset of `wmbench rl` rows: online runs, no offline dataset
 COUNT_COLUMN = "n_rows"  # every row of a file says how many it has: a file cut between rows is seen
+SUFFIX, PLAIN_SUFFIX = ".csv.gz", ".csv"  # what the store writes; what older stores hold
 ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "config_hash",
                "metric", "step", "value"]
 
@@ -45,17 +51,19 @@ class Cell:
         precision = "" if self.precision == "fp32" else f"__{self.precision}"
         config = f"__{self.config_hash}" if self.config_hash else ""
         return Path(self.env, self.model, f"{dataset}__{self.policy}__{self.profile}__h{self.horizon}"
-                                          f"__s{self.seed}{precision}{config}.csv")
+                                          f"__s{self.seed}{precision}{config}{SUFFIX}")
 
 
 def read_rows(path: Path) -> pd.DataFrame:
     """One results file; `ValueError` (saying why) if it is not a readable table of results."""
     try:
         raw = path.read_bytes()
+        if path.name.endswith(".gz"):
+            raw = gzip.decompress(raw)
         if not raw.endswith(b"\n"):  # every file the store writes ends with one
             raise ValueError("truncated: no final newline")
         frame = pd.read_csv(io.BytesIO(raw))
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
     missing = [c for c in ("model", "env", "metric", "step", "value") if c not in frame]
     if missing:
@@ -74,7 +82,16 @@ class ResultsStore:
         self.root = Path(root) if root is not None else results_root()
 
     def path(self, cell: Cell) -> Path:
+        """Where the cell is written (and read, unless an older store holds it as plain CSV)."""
         return self.root / cell.relative_path()
+
+    def _plain(self, cell: Cell) -> Path:
+        """Where an older version stored the cell, uncompressed."""
+        path = self.path(cell)
+        return path.with_name(path.name.removesuffix(SUFFIX) + PLAIN_SUFFIX)
+
+    def _stored(self, cell: Cell) -> Path | None:
+        return next((p for p in (self.path(cell), self._plain(cell)) if p.is_file()), None)
 
     def has(self, cell: Cell) -> bool:
         """Whether the cell is stored and readable (an unreadable file is named in a warning)."""
@@ -82,8 +99,8 @@ class ResultsStore:
 
     def load(self, cell: Cell) -> pd.DataFrame | None:
         """The cell's rows, or None when it is not stored or its file cannot be read."""
-        path = self.path(cell)
-        if not path.is_file():
+        path = self._stored(cell)
+        if path is None:
             return None
         try:
             return read_rows(path)
@@ -106,8 +123,17 @@ class ResultsStore:
         buffer = io.StringIO()
         rows[ordered].to_csv(buffer, index=False)
         path = self.path(cell)
-        atomic_write_bytes(path, buffer.getvalue().encode())
+        atomic_write_bytes(path, gzip.compress(buffer.getvalue().encode(), mtime=0))  # mtime 0: same rows, same bytes
+        self._plain(cell).unlink(missing_ok=True)  # an older store's file of the cell, replaced by this one
         return path
+
+    def files(self) -> list[Path]:
+        """Every cell's file (ENV/MODEL/CELL: a report written inside the store is not read); a cell
+        stored both ways (a plain file left by an older version) counts once, as its gzipped file."""
+        written = sorted(self.root.glob(f"*/*/*{SUFFIX}"))
+        names = {p.with_name(p.name.removesuffix(SUFFIX)) for p in written}
+        plain = [p for p in self.root.glob(f"*/*/*{PLAIN_SUFFIX}") if p.with_suffix("") not in names]
+        return sorted(written + plain)
 
     def read(self, **filters: str | int | list) -> pd.DataFrame:
         """All stored rows, optionally filtered by column values (a value or a list of values).
@@ -115,7 +141,7 @@ class ResultsStore:
         An unreadable file is skipped with a warning naming it; the rest is still returned.
         """
         frames = []
-        for path in sorted(self.root.glob("*/*/*.csv")):  # ENV/MODEL/cell.csv: a report written inside is not read
+        for path in self.files():
             try:
                 frames.append(read_rows(path))
             except ValueError as err:

@@ -255,7 +255,7 @@ def bench(
 
 @app.command()
 def reproduce(
-    cell: Path = typer.Argument(..., help="A stored cell's results file (RESULTS/ENV/MODEL/....csv)."),
+    cell: Path = typer.Argument(..., help="A stored cell's results file (RESULTS/ENV/MODEL/....csv.gz)."),
     device: str = typer.Option("cpu", help="cpu or cuda (a CPU cell reruns with its recorded thread count)."),
     profile: Optional[str] = typer.Option(None, help="The profile file, where the cell's was a TOML file not on "
                                                      "WMBENCH_PROFILES (every config field is pinned anyway)."),

@@ -23,7 +23,7 @@ from wmbench.errors import UsageError
 from wmbench.evaluate import prepare_inputs
 from wmbench.models.base import get_model_class
 from wmbench.paths import atomic_write_bytes
-from wmbench.results import Cell, ResultsStore
+from wmbench.results import SUFFIX, Cell, ResultsStore
 
 Evaluator = Callable[..., object]  # `wmbench.evaluate.evaluate`'s signature; tests pass their own
 Outcome = tuple[Cell, str | None, float]  # a cell, its traceback (None: done), its seconds
@@ -69,7 +69,8 @@ class SweepOutcome:
 
 
 def failure_path(store: ResultsStore, cell: Cell) -> Path:
-    return store.path(cell).with_suffix(".failed.txt")
+    path = store.path(cell)
+    return path.with_name(path.name.removesuffix(SUFFIX) + ".failed.txt")
 
 
 def record_failure(store: ResultsStore, cell: Cell, error: str | None) -> None:

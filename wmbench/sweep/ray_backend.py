@@ -82,7 +82,7 @@ def evaluate_group(requests: list[EvalRequest], datasets: Files, checkpoints: Fi
             write_files(checkpoints_root(), checkpoints)
             torch.set_num_threads(max(1, threads))
             outcomes = run_group(requests, str(results_root()), evaluator)
-            results = read_files(results_root(), results_root().rglob("*.csv"))
+            results = read_files(results_root(), ResultsStore(results_root()).files())
             cache = checkpoints_root()
             trained = read_files(cache, cache.rglob("*.pt")) if cache.is_dir() else {}
             trained = {name: data for name, data in trained.items() if checkpoints.get(name) != data}
