@@ -14,7 +14,7 @@ from wmbench.models.base import WorldModel
 from wmbench.models.flops import count_flops
 from wmbench.models.polygrad import PolyGRAD, PolyGRADConfig
 from wmbench.models.states import snapshot_path
-from wmbench.models.training import EMA
+from wmbench.models.training import EMA, Update
 from wmbench.results import ResultsStore
 from wmbench.testing import LinearSystem, simple_policy
 
@@ -150,3 +150,33 @@ def test_bf16_on_a_cpu_without_bf16_units_is_called_out(monkeypatch):
         warnings.simplefilter("error")
         warn_if_bf16_is_emulated("cpu", "bf16")
         warn_if_bf16_is_emulated("cpu", "fp32")
+
+
+class _MatmulMode(torch.autograd.Function):
+    """The identity, noting whether TF32 matmuls are on when its forward and its backward run."""
+
+    seen: dict[str, bool] = {}
+
+    @staticmethod
+    def forward(ctx, x):
+        _MatmulMode.seen["forward"] = torch.backends.cuda.matmul.allow_tf32
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _MatmulMode.seen["backward"] = torch.backends.cuda.matmul.allow_tf32
+        return grad
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+def test_tf32_covers_the_backward_of_an_update_and_is_restored_after(precision):
+    # the backward holds two thirds of an update's matmul work: TF32 must be on there too
+    weight = torch.nn.Parameter(torch.ones(3))
+    update = Update(lambda index: _MatmulMode.apply(weight * index).sum(), torch.optim.SGD([weight], lr=0.1),
+                    torch.arange(3.0), precision, graphed=False, desc="test")
+    before = torch.backends.cuda.matmul.allow_tf32
+    _MatmulMode.seen.clear()
+    update()
+    assert _MatmulMode.seen == {"forward": precision == "tf32", "backward": precision == "tf32"}
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    assert weight.grad is not None and torch.equal(weight.grad, torch.arange(3.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -27,6 +28,17 @@ def check_training_precision(precision: str, device: torch.device | str) -> None
     if precision == "tf32" and torch.device(device).type != "cuda":
         raise UsageError("precision = tf32 is a CUDA feature (TensorFloat-32 matmuls); on a CPU train in fp32 "
                          "(or bf16 where the CPU has bf16 units)")
+
+
+def update_modes(precision: str, device: torch.device, graphed: bool):
+    """The contexts of one training update: (around its forward, around all of it). bf16 autocast
+    wraps the forward alone (autograd runs each operation's backward in the dtype its forward used;
+    its weight cache cannot live across CUDA graph replays). TF32 is a global switch read as each
+    matmul launches, so it wraps the backward as well, which holds two thirds of the matmul work."""
+    if precision == "tf32":
+        return contextlib.nullcontext(), TF32()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=not graphed)
+    return autocast, contextlib.nullcontext()
 
 
 class TF32:

@@ -25,7 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from wmbench.errors import UsageError
 from wmbench.models.base import FitReport
 from wmbench.models.diffusion.fit import DenoiserTraining
-from wmbench.models.precision import TF32, check_training_precision
+from wmbench.models.precision import check_training_precision
 from wmbench.models.states import (
     StateWriter,
     read_training_state,
@@ -115,8 +115,7 @@ class _Batched:
         self.draws: list[torch.Tensor] | None = None
         self.member_losses: torch.Tensor | None = None
         index = torch.empty(len(trainings), config.batch_size, dtype=torch.long, device=device)
-        autocast = TF32() if config.precision == "tf32" else torch.autocast(device.type, enabled=False)
-        self.index, self.update = index, Update(self._loss, self.optimiser, index, autocast, graphed, "seeds")
+        self.index, self.update = index, Update(self._loss, self.optimiser, index, config.precision, graphed, "seeds")
         self.writers = [StateWriter() for _ in trainings]
 
     def _loss(self, _index: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from wmbench import tracking
 from wmbench.config import param
 from wmbench.models.base import FitReport
-from wmbench.models.precision import TF32, TRAIN_PRECISIONS, check_training_precision, warn_if_bf16_is_emulated
+from wmbench.models.precision import TRAIN_PRECISIONS, check_training_precision, update_modes, warn_if_bf16_is_emulated
 from wmbench.models.states import (
     StateWriter,
     load_state,
@@ -144,12 +144,8 @@ def train_steps(
         start_step, seconds_before = load_state(state_path, owner, ema and ema.model, optimiser, generator)
     if config.compile:
         net.compile()
-    # how an update's arithmetic is done: bf16 autocast (whose weight cache cannot live across graph
-    # replays), TF32 matmuls, or plain fp32
-    autocast = TF32() if config.precision == "tf32" else \
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16", cache_enabled=not graphed)
     index = torch.empty(config.batch_size, dtype=torch.long, device=device)
-    update = Update(loss_fn, optimiser, index, autocast, graphed, desc)
+    update = Update(loss_fn, optimiser, index, config.precision, graphed, desc)
 
     trainee = _OneSeed(update, index, n_items, generator, net, owner, ema, optimiser, after_step, state_path)
     loss, seconds = run_updates(trainee, config, start_step, seconds_before, desc, progress)
@@ -262,11 +258,13 @@ class Update:
     `graphed`, the first `GRAPH_WARMUP` updates run eagerly on a side stream (as capture requires),
     the next is captured once as a CUDA graph, and every later one replays it: the same kernels on
     the same buffers, without a launch from Python per operation. The gradients are None at capture,
-    so each replay writes them afresh; the loss is the graph's output tensor, rewritten each replay."""
+    so each replay writes them afresh; the loss is the graph's output tensor, rewritten each replay.
+    `precision`: fp32, bf16 or tf32 (`precision.update_modes`)."""
 
     def __init__(self, loss_fn: Callable[[torch.Tensor], torch.Tensor], optimiser: torch.optim.Optimizer,
-                 index: torch.Tensor, autocast: torch.autocast, graphed: bool, desc: str):
-        self.loss_fn, self.optimiser, self.index, self.autocast = loss_fn, optimiser, index, autocast
+                 index: torch.Tensor, precision: str, graphed: bool, desc: str):
+        self.loss_fn, self.optimiser, self.index = loss_fn, optimiser, index
+        self.forward_mode, self.update_mode = update_modes(precision, index.device, graphed)
         self.graphed, self.desc, self.eager_updates = graphed, desc, 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.loss: torch.Tensor | None = None
@@ -290,11 +288,12 @@ class Update:
         return self.loss
 
     def _eager(self) -> torch.Tensor:
-        with self.autocast:
-            loss = self.loss_fn(self.index)
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimiser.step()
+        with self.update_mode:
+            with self.forward_mode:
+                loss = self.loss_fn(self.index)
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimiser.step()
         # detached, so that no autograd node outlives its update: a node kept from a warm-up update on
         # the side stream would meet the next backward on another stream
         return loss.detach()
