@@ -126,6 +126,11 @@ def known_error(model, env, size, seed, step):
     return scale * step * (1 + 0.1 * seed) * (2.0 if env == "hopper" else 1.0)
 
 
+def known_ks(model, size, seed):
+    """PolyGRAD's actions drift from N(0, 1) as the data shrinks; the ensemble's do not."""
+    return (0.05 * 1000 / size if model == "polygrad" and size else 0.01) + 0.001 * seed
+
+
 def write_grid_store(root) -> ResultsStore:
     """Subset cells record the size they used and the full size; the full-size cells are stored as before
     those columns existed (the reference cells), with no train_transitions in their config."""
@@ -139,6 +144,8 @@ def write_grid_store(root) -> ResultsStore:
                     rows += [("mse_alive", k, known_error(model, env, size, seed, k) / 2) for k in range(1, 6)]
                     if model == "polygrad" and size:
                         rows += [("train_loss", 0, 1.0 / size), ("held_out_loss", 0, (1.0 + seed) / size + 0.5)]
+                    if model != "persistence":  # the floor's actions are the policy's own: no calibration rows
+                        rows += [("action_ks", 0, known_ks(model, size, seed)), ("action_z_std", 0, 1.0)]
                     data = {"steps": 1, **({"train_transitions": size} if size else {})}
                     table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
                         config=json.dumps({"data": data, model: {}}), n_trajectories=8, git_commit="abc")
@@ -151,7 +158,7 @@ def write_grid_store(root) -> ResultsStore:
 
 def test_the_grid_report_draws_the_stored_numbers_against_the_key(tmp_path):
     written = write_grid_report(write_grid_store(tmp_path / "store"), tmp_path / "out", TRAIN_SIZE)
-    for name in ("grid_errors.png", "grid_aggregate.png", "grid_objective.png"):
+    for name in ("grid_errors.png", "grid_aggregate.png", "grid_objective.png", "grid_calibration.png"):
         assert (tmp_path / "out" / name).stat().st_size > 10_000 and tmp_path / "out" / name in written
     errors = pd.read_csv(tmp_path / "out" / "grid_errors.csv")
     hopper = errors[(errors["measure"] == "mse, step h") & (errors["panel"] == "hopper")]
@@ -186,8 +193,13 @@ def test_the_grid_report_draws_the_stored_numbers_against_the_key(tmp_path):
     objective = pd.read_csv(tmp_path / "out" / "grid_objective.csv")
     gap = objective[(objective["split"] == "gap") & (objective["panel"] == "hopper")].set_index("grid")["mean"]
     assert gap.to_dict() == pytest.approx({size: 1 / size + 0.5 for size in (1000, 4000)}), "held-out minus train"
+    calibration = pd.read_csv(tmp_path / "out" / "grid_calibration.csv").set_index(["metric", "panel", "model", "grid"])
+    assert calibration.loc[("action_ks", "hopper", "polygrad", 1000), "mean"] == pytest.approx(0.051)
+    assert calibration.loc[("action_ks", "halfcheetah", "polygrad", FULL["halfcheetah"]), "mean"] == pytest.approx(0.011)
+    assert calibration.loc[("action_z_std", "hopper", "mlp-ensemble", 4000), "n_seeds"] == 3
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "data.train_transitions = 1,000" in readme and "(grid_objective.png)" in readme
+    assert "| hopper | polygrad | 1,000 | 3 | 1.000 [1.000, 1.000] | 0.051 [0.049, 0.053] |" in readme
     assert "| polygrad vs mlp-ensemble | hopper | 1,000 | 3 | 4.00 [4.00, 4.00] | PolyGRAD less robust |" in readme
     assert "| polygrad | halfcheetah | 1,000 | 15,000 | 3 | 15.00 [15.00, 15.00] |" in readme
 

@@ -30,10 +30,17 @@ from wmbench.report.figures.errors import (  # noqa: E402
     plot_dim_error,
     plot_mse_vs_step,
 )
-from wmbench.report.figures.grid import plot_grid_aggregate, plot_grid_errors, plot_objective  # noqa: E402
+from wmbench.report.figures.grid import (  # noqa: E402
+    plot_grid_aggregate,
+    plot_grid_calibration,
+    plot_grid_errors,
+    plot_objective,
+)
 from wmbench.report.grid import (  # noqa: E402
     GRID_COLUMN,
+    calibration_grid_wide,
     grid_aggregate,
+    grid_calibration,
     grid_comparisons,
     grid_errors,
     grid_selection,
@@ -168,6 +175,12 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
         atomic_write_bytes(out / "grid_robustness.csv", robust.to_csv(index=False).encode())
         written.append(out / "grid_robustness.csv")
         sections["robustness"] = robustness_wide(robust, key)
+    calibration = grid_calibration(sel)
+    if not calibration.empty:
+        written.append(plot_grid_calibration(calibration, colours, key, out / "grid_calibration.png"))
+        atomic_write_bytes(out / "grid_calibration.csv", calibration.to_csv(index=False).encode())
+        written.append(out / "grid_calibration.csv")
+        sections["calibration"] = calibration_grid_wide(calibration, key, sel.models)
     objective = objective_table(sel)
     if not objective.empty:
         written.append(plot_objective(objective, colours, key, out / "grid_objective.png"))

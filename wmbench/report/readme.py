@@ -233,6 +233,13 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
         for value, part in comparisons.groupby(GRID_COLUMN):
             parts += [f"### {key} = {value_text(value, key)}", "", "Findings (from the table below alone):", "",
                       *findings(part), "", markdown_table(comparison_wide(part)), ""]
+    if "calibration" in sections:
+        parts += ["## Action calibration", "![action calibration against the key](grid_calibration.png)", "",
+                  "How the actions in the generated trajectories sit under the policy that was to produce them, as "
+                  "z = (a - μ(s)) / σ(s): calibrated actions are N(0, 1) (std(z) 1, KS and W1 0, 0.0027 of them at "
+                  "|z| >= 3). PolyGRAD clips its actions at 3 policy stds, so mass at the clip above N(0, 1)'s is "
+                  "actions it would have drawn further out (`grid_calibration.csv`).", "",
+                  markdown_table(sections["calibration"]), ""]
     if "objective" in sections:
         parts += ["## Overfitting: the training objective on training and held-out data",
                   "![objective on training and held-out data](grid_objective.png)", "",

@@ -1,4 +1,5 @@
-"""Error against a setting a sweep varied: per env and model, the aggregate, and overfitting."""
+"""Error against a setting a sweep varied: per env and model, the aggregate, overfitting, and the
+calibration of the generated actions."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE
 from wmbench.report.select import ordered_models
 from wmbench.report.stats import FLOOR, INTERVAL, seeds_label
+from wmbench.report.tables import CALIBRATION_METRICS
 
 SIZE_LABEL = "training transitions (whole episodes, about)"
+# what N(0, 1) gives, as a grey line: calibrated actions lie on it
+NORMAL = {"action_z_std": 1.0, "action_z_mean": 0.0, "action_ks": 0.0, "action_w1": 0.0, "action_clip_fraction": 0.0027}
+CALIBRATION_SHOWN = ("action_z_std", "action_ks", "action_clip_fraction")
 
 
 def _axis(ax, key: str, values, label: bool = True) -> None:
@@ -91,4 +96,25 @@ def plot_objective(objective: pd.DataFrame, colours: dict, key: str, path: Path)
             ax.set_visible(False)
     fig.suptitle(f"Training objective on the training data (dashed) and on held-out episodes (solid), "
                  f"each model in its own units (mean over seeds, {INTERVAL})")
+    return save(fig, path)
+
+
+def plot_grid_calibration(calib: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
+    """Rows: std(z), the KS distance to N(0, 1) and the mass at |z| >= 3; columns: the envs; N(0, 1)'s value grey."""
+    metrics = [m for m in CALIBRATION_SHOWN if (calib["metric"] == m).any()]
+    panels = sorted(calib["panel"].unique())
+    fig, axes = panel_axes(len(panels), rows=len(metrics), height=2.8, sharex="col")
+    for row, metric in enumerate(metrics):
+        for ax, panel in zip(axes[row], panels):
+            part = calib[(calib["metric"] == metric) & (calib["panel"] == panel)]
+            for model in ordered_models(part["model"]):
+                _line(ax, part[part["model"] == model], colours[model], model)
+            ax.axhline(NORMAL[metric], color="grey", ls="--", lw=1, label="N(0, 1)")
+            ax.set_ylabel(CALIBRATION_METRICS[metric] if ax is axes[row][0] else None)
+            if row == 0:
+                ax.set_title(panel)
+            _axis(ax, key, calib.loc[calib["panel"] == panel, GRID_COLUMN], label=row == len(metrics) - 1)
+    fig.suptitle(f"Action calibration against {key}: z = (a - μ(s)) / σ(s) under the policy\n"
+                 f"(mean over seeds, {INTERVAL}; {seeds_label(calib['n_seeds'])})")
+    legend(fig, axes)
     return save(fig, path)
