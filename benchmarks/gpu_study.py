@@ -13,7 +13,8 @@ In one command, within `--budget` seconds:
 3. the floors (`linear`, `persistence`), which also make the dataset and the policy (on the CPU,
    while steps 1 and 2 run);
 4. the study: the time per batched update of each model at the study's sizes is measured, the
-   number of updates set to what the time left can train and evaluate, and the sweep run.
+   number of updates set to what the time left can train and evaluate, and the sweep run
+   (`--precision tf32` trains in TF32; `--every N` evaluates every N updates, as many points as fit).
 
 Logs and `summary.md` go to `--out` ($OUT), with the results store as `results.tgz` (unpack it into
 `reports/curves-gpu-long/`). Runs from a clean checkout with no network, wheels in `.whl/` as for
@@ -35,8 +36,19 @@ from gpu_check import ROOT, WMBENCH, install_wheels, run_logged
 
 MODELS = ("polygrad", "ar-diffusion-2row")
 BATCHED = re.compile(r"^\s*(\S+) h=\d+ +\w+ training of \d+ seeds as one: +([\d.]+) ms/update", re.M)
-EVAL_RESERVE = 100  # seconds for evaluating 6 cells at 5 points each (6 processes), and the margin
-POINTS = 5  # evaluations along each training, the last the final model
+EVAL_S = 20  # seconds per evaluation point: 6 cells (6 processes) evaluating their snapshot, and a margin
+POINTS = 5  # evaluations along each training (the last the final model), unless --every says otherwise
+
+
+def plan(seconds: float, per_update: float, every: int | None, max_updates: int) -> tuple[int, int]:
+    """(updates per seed, evaluated every): as many updates as `seconds` can train (per_update: both
+    models' batched updates; their snapshots' writes about 5% more) and evaluate, 20 s for the sweep to start."""
+    if every is None:
+        affordable = (seconds - POINTS * EVAL_S - 20) / (per_update * 1.05)
+        every = max(int(min(affordable, max_updates) / POINTS) // 1000 * 1000, 1000)
+        return every * POINTS, every
+    points = int((seconds - 20) // (every * per_update * 1.05 + EVAL_S))
+    return max(1, min(points, max_updates // every)) * every, every
 
 
 def main() -> int:
@@ -49,6 +61,10 @@ def main() -> int:
     parser.add_argument("--max-updates", type=int, default=1_000_000,
                         help="at most this many updates per seed (in whole thousands per point, at least 5,000)")
     parser.add_argument("--skip-checks", action="store_true", help="the study alone (steps 3 and 4)")
+    parser.add_argument("--precision", choices=("fp32", "tf32"), default="fp32", help="the study's trainings")
+    parser.add_argument("--every", type=int, help="evaluate every N updates, as many points as the time allows "
+                                                  "(default: 5 points spread over it); the points of an earlier "
+                                                  "run's --every pair with this run's")
     args = parser.parse_args()
     began = time.perf_counter()
     left = lambda: args.budget - (time.perf_counter() - began)  # noqa: E731
@@ -90,19 +106,18 @@ def main() -> int:
     floors_log.close()
     summary.append(f"floors (data, policy): exit {code} after {time.perf_counter() - started:.0f} s")
     text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", "hopper",
-                         "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200"], 60)
+                         "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200",
+                         "--precision", args.precision], 60)
     per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # both models, one batched update each
     if not per_update:
         summary.append("study: no rate measured; see rate.log")
     else:
-        # training plus the snapshots' writes (about 5%), then EVAL_RESERVE for the evaluations
-        affordable = (left() - EVAL_RESERVE - 20) / (per_update * 1.05)  # 20 s: the sweep starting
-        every = max(int(min(affordable, args.max_updates) / POINTS) // 1000 * 1000, 1000)
-        updates = every * POINTS
-        summary.append(f"study: {per_update * 1e3:.2f} ms per update of both models -> {updates} updates per seed, "
-                       f"evaluated every {every}")
-        budget = [arg for model in MODELS for arg in ("--set", f"{model}.train_steps={updates}",
-                                                      "--set", f"{model}.checkpoint_every=0")]
+        updates, every = plan(left(), per_update, args.every, args.max_updates)
+        summary.append(f"study ({args.precision}): {per_update * 1e3:.2f} ms per update of both models -> "
+                       f"{updates} updates per seed, evaluated every {every}")
+        settings = [f"train_steps={updates}", "checkpoint_every=0"]
+        settings += [f"precision='{args.precision}'"] if args.precision != "fp32" else []  # fp32: the hashes as before
+        budget = [arg for model in MODELS for setting in settings for arg in ("--set", f"{model}.{setting}")]
         step("study", [*WMBENCH, "sweep", *common, "--models", ",".join(MODELS), "--eval-every", str(every),
                        "--batch-seeds", "--workers", "6", *budget], left() - 10)
     results = workspace / "results"
