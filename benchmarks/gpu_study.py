@@ -60,7 +60,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-updates", type=int, default=1_000_000,
                         help="at most this many updates per seed (in whole thousands per point, at least 5,000)")
-    parser.add_argument("--skip-checks", action="store_true", help="the study alone (steps 3 and 4)")
+    parser.add_argument("--skip-checks", action="store_true", help="no CUDA checks (step 1)")
+    parser.add_argument("--skip-targets", action="store_true", help="no targets at the paper's sizes (step 2)")
     parser.add_argument("--precision", choices=("fp32", "tf32"), default="fp32", help="the study's trainings")
     parser.add_argument("--every", type=int, help="evaluate every N updates, as many points as the time allows "
                                                   "(default: 5 points spread over it); the points of an earlier "
@@ -93,6 +94,7 @@ def main() -> int:
     if not args.skip_checks:
         step("checks", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                         "tests/test_gpu.py", "-k", "seeds or tf32 or graphed"], 100)
+    if not args.skip_targets:
         for precision in ("fp32", "tf32"):
             text = step(f"targets-{precision}", [*WMBENCH, "bench", "--train", *cuda, "--profile", "paper",
                                                  "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3",
