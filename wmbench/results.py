@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import zlib
 import warnings
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
