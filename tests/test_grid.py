@@ -223,3 +223,24 @@ def test_a_report_refuses_cells_of_two_recordings_of_one_dataset(tmp_path):
     with pytest.raises(UsageError, match=r"cells of wmbench/hopper/random-v0 made from 2 different recordings "
                                          r"\(823 and 836 episodes\)"):
         write_grid_report(store, tmp_path / "out", TRAIN_SIZE)
+
+
+def test_the_report_against_the_policy_std_leaves_out_what_the_std_cannot_change(tmp_path):
+    """The evaluation policy never enters training: every std evaluates the same models, so their training
+    objective is not drawn against it; calibration is, as it moves with the std."""
+    store = ResultsStore(tmp_path / "store")
+    for std in (0.1, 0.4):
+        for seed in (0, 1):
+            rows = [("mse", k, k / std * (1 + seed)) for k in range(1, 6)]
+            rows += [("train_loss", 0, 0.5), ("held_out_loss", 0, 0.6), ("action_z_std", 0, 0.1 / std + seed)]
+            table = pd.DataFrame(rows, columns=["metric", "step", "value"]).assign(
+                config=json.dumps({"data": {"steps": 1}, "polygrad": {}}), n_trajectories=8, git_commit="abc")
+            store.write(Cell("polygrad", "hopper", "wmbench/hopper/random-v0", f"behaviour-std{std:g}", "quick", 5,
+                             seed, config_hash="po"), table)
+    written = write_grid_report(store, tmp_path / "out", "policy_std")
+    names = {path.name for path in written}
+    assert "grid_calibration.png" in names and "grid_objective.png" not in names
+    calibration = pd.read_csv(tmp_path / "out" / "grid_calibration.csv").set_index("grid")["mean"]
+    assert calibration.to_dict() == pytest.approx({0.1: 1.5, 0.4: 0.75})
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "Overfitting" not in readme and "the same trained model and start states at every value" in readme

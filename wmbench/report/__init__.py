@@ -48,6 +48,7 @@ from wmbench.report.grid import (  # noqa: E402
     objective_table,
     robustness,
     robustness_wide,
+    trains_alike,
     value_text,
 )
 from wmbench.report.readme import grid_readme_text, one_video_per_env, provenance_table, readme_text  # noqa: E402
@@ -182,7 +183,7 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
         written.append(out / "grid_calibration.csv")
         sections["calibration"] = calibration_grid_wide(calibration, key, sel.models)
     objective = objective_table(sel)
-    if not objective.empty:
+    if not objective.empty and not trains_alike(key):  # else the same trained models at every value
         written.append(plot_objective(objective, colours, key, out / "grid_objective.png"))
         atomic_write_bytes(out / "grid_objective.csv", objective.to_csv(index=False).encode())
         written.append(out / "grid_objective.csv")

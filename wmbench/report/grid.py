@@ -31,6 +31,12 @@ TRAIN_SIZE = "data.train_transitions"
 GRID_COLUMN = "grid"
 
 
+def trains_alike(key: str) -> bool:
+    """Whether every value of the key evaluates the same trained models (the evaluation policy and the
+    evaluation settings never enter a world model's training: its checkpoint does not depend on them)."""
+    return key == POLICY_STD or key.partition(".")[0] in ("policy", "evaluate")
+
+
 def grid_values(rows: pd.DataFrame, key: str) -> pd.Series:
     """Each row's value of `key` (NaN where the cell has none: a `bc` cell against `policy_std`)."""
     if key == POLICY_STD:

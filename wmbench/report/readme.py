@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from wmbench.report.comparisons import comparison_wide, findings
-from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE, value_text
+from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE, trains_alike, value_text
 from wmbench.report.rl import rl_section
 from wmbench.report.select import Selection
 from wmbench.report.stats import FLOOR, INTERVAL
@@ -213,7 +213,10 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
         parts += ["## Robustness: the accuracy each model loses away from the largest value", "",
                   f"A model's error at the horizon at a value of `{key}` over its own error at the env's largest value "
                   "(`largest`; pooled over envs, each env's own), "
-                  "paired by seed (a seed's smaller subsets lie inside its larger ones), as the geometric mean over "
+                  + ("paired by seed (a seed's smaller subsets lie inside its larger ones), " if size else
+                     "paired by seed (one seed: the same trained model and start states at every value), "
+                     if trains_alike(key) else "paired by seed (one seed: the same start states at every value), ")
+                  + "as the geometric mean over "
                   "seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
                   "loses less accuracy than that model (more robust), and the verdict says so only where the "
                   "interval excludes 1 (`grid_robustness.csv`).", "", markdown_table(growth), ""]
