@@ -28,6 +28,7 @@ BENCH_DATASET = "bench"  # the dataset of `wmbench bench` rows: untrained models
 RL_DATASET = "online"  # the dataset of `wmbench rl` rows: online runs, no offline dataset
 COUNT_COLUMN = "n_rows"  # every row of a file says how many it has: a file cut between rows is seen
 SUFFIX, PLAIN_SUFFIX = ".csv.gz", ".csv"  # what the store writes; what older stores hold
+GZIP_MAGIC = b"\x1f\x8b"
 ROW_COLUMNS = ["model", "env", "dataset", "policy", "profile", "horizon", "seed", "precision", "config_hash",
                "metric", "step", "value"]
 
@@ -58,12 +59,15 @@ def read_rows(path: Path) -> pd.DataFrame:
     """One results file; `ValueError` (saying why) if it is not a readable table of results."""
     try:
         raw = path.read_bytes()
-        if path.name.endswith(".gz"):
-            raw = gzip.decompress(raw)
+        if raw[:2] == GZIP_MAGIC:  # by content, not name: a cell rewritten by hand as plain CSV is read too
+            try:
+                raw = gzip.decompress(raw)
+            except EOFError as err:
+                raise ValueError("truncated: the compressed data end early") from err
         if not raw.endswith(b"\n"):  # every file the store writes ends with one
             raise ValueError("truncated: no final newline")
         frame = pd.read_csv(io.BytesIO(raw))
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+    except (OSError, zlib.error, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
     missing = [c for c in ("model", "env", "metric", "step", "value") if c not in frame]
     if missing:
