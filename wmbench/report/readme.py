@@ -210,14 +210,13 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
         parts += [f"### {measure}", "", markdown_table(wide), ""]
     if "robustness" in sections:
         growth, versus = sections["robustness"]
+        pairing = ("a seed's smaller subsets lie inside its larger ones" if size else
+                   "one seed: the same trained model and start states at every value" if trains_alike(key) else
+                   "one seed: the same start states at every value")
         parts += ["## Robustness: the accuracy each model loses away from the largest value", "",
                   f"A model's error at the horizon at a value of `{key}` over its own error at the env's largest value "
-                  "(`largest`; pooled over envs, each env's own), "
-                  + ("paired by seed (a seed's smaller subsets lie inside its larger ones), " if size else
-                     "paired by seed (one seed: the same trained model and start states at every value), "
-                     if trains_alike(key) else "paired by seed (one seed: the same start states at every value), ")
-                  + "as the geometric mean over "
-                  "seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
+                  f"(`largest`; pooled over envs, each env's own), paired by seed ({pairing}), as the geometric mean "
+                  "over seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
                   "loses less accuracy than that model (more robust), and the verdict says so only where the "
                   "interval excludes 1 (`grid_robustness.csv`).", "", markdown_table(growth), ""]
         parts += [markdown_table(versus), ""] if len(versus) else []
