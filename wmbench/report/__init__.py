@@ -40,7 +40,6 @@ from wmbench.report.grid import (  # noqa: E402
     GRID_COLUMN,
     calibration_grid_wide,
     grid_aggregate,
-    grid_calibration,
     grid_comparisons,
     grid_errors,
     grid_selection,
@@ -176,7 +175,7 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
         atomic_write_bytes(out / "grid_robustness.csv", robust.to_csv(index=False).encode())
         written.append(out / "grid_robustness.csv")
         sections["robustness"] = robustness_wide(robust, key)
-    calibration = grid_calibration(sel)
+    calibration = calibration_table(sel, by=(GRID_COLUMN,))
     if not calibration.empty:
         written.append(plot_grid_calibration(calibration, colours, key, out / "grid_calibration.png"))
         atomic_write_bytes(out / "grid_calibration.csv", calibration.to_csv(index=False).encode())

@@ -24,7 +24,7 @@ from wmbench.errors import UsageError
 from wmbench.report.comparisons import ALL_PANELS, METHOD, report_comparisons
 from wmbench.report.select import Selection, base_model
 from wmbench.report.stats import FLOOR, compare, summarise
-from wmbench.report.tables import CALIBRATION_METRICS, aggregate_scores, interval_text
+from wmbench.report.tables import aggregate_scores, calibration_wide, interval_text
 
 POLICY_STD = "policy_std"
 TRAIN_SIZE = "data.train_transitions"
@@ -164,28 +164,11 @@ def objective_table(sel: Selection) -> pd.DataFrame:
         ["panel", "model", GRID_COLUMN, "split"]).reset_index(drop=True)
 
 
-def grid_calibration(sel: Selection) -> pd.DataFrame:
-    """`[metric, panel, model, grid, mean, ci_low, ci_high, n_seeds]`: how the generated actions sit under
-    the policy at each value (`tables.CALIBRATION_METRICS`: std(z), KS and W1 to N(0, 1), the mass at the clip)."""
-    frames = [summarise(sel.longest(metric), ["panel", "model", GRID_COLUMN]).assign(metric=metric)
-              for metric in CALIBRATION_METRICS if not sel.metric(metric).empty]
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)[["metric", "panel", "model", GRID_COLUMN, "mean", "ci_low", "ci_high",
-                                                 "n_seeds"]]
-
-
 def calibration_grid_wide(calib: pd.DataFrame, key: str, models: list[str]) -> pd.DataFrame:
-    """Rows of (panel, model, value), a column per calibration metric: `mean [low, high]`, and n."""
-    order = {m: i for i, m in enumerate(models)}
-    rows = []
-    for (panel, model, value), part in calib.groupby(["panel", "model", GRID_COLUMN]):
-        part = part.set_index("metric")
-        rows.append({"panel": panel, "model": model, key: value_text(value, key), "n": int(part["n_seeds"].max()),
-                     **{name: interval_text(*part.loc[metric, ["mean", "ci_low", "ci_high"]], ".3f")
-                        if metric in part.index else "–" for metric, name in CALIBRATION_METRICS.items()
-                        if metric in set(calib["metric"])}, "_order": (panel, order.get(model, 99), value)})
-    return pd.DataFrame(rows).sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    """`tables.calibration_wide` with a row per value of the key (named by the key, written as its values are)."""
+    wide = calibration_wide(calib, models, by=(GRID_COLUMN,))
+    return wide.assign(**{GRID_COLUMN: wide[GRID_COLUMN].map(lambda v: value_text(v, key))}).rename(
+        columns={GRID_COLUMN: key}).reset_index(drop=True)
 
 
 def value_text(value: float, key: str) -> str:

@@ -149,26 +149,30 @@ CALIBRATION_METRICS = {"action_z_std": "std(z)", "action_z_mean": "mean(z)", "ac
                        "action_w1": "W1", "action_clip_fraction": "at the clip"}  # the last two: newer stores
 
 
-def calibration_table(sel: Selection) -> pd.DataFrame:
-    frames = [summarise(sel.longest(metric), ["panel", "model"]).assign(metric=metric)
+def calibration_table(sel: Selection, by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Each calibration metric's mean and t interval over seeds per panel and model (and the columns `by`)."""
+    keys = ["panel", "model", *by]
+    frames = [summarise(sel.longest(metric), keys).assign(metric=metric)
               for metric in CALIBRATION_METRICS if not sel.metric(metric).empty]
-    columns = ["panel", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"]
+    columns = [*keys, "metric", "mean", "ci_low", "ci_high", "n_seeds"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def calibration_wide(calib: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """One row per panel and model, one column per calibration metric: `mean [low, high]`."""
+def calibration_wide(calib: pd.DataFrame, models: list[str], by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per panel and model (and value of the columns `by`), one column per calibration metric:
+    `mean [low, high]`."""
+    keys = ["panel", "model", *by]
     if calib.empty:
-        return pd.DataFrame(columns=["panel", "model", "n"])
+        return pd.DataFrame(columns=[*keys, "n"])
     order = {m: i for i, m in enumerate(models)}
     rows = []
-    for (panel, model), part in calib.groupby(["panel", "model"], sort=False):
+    for group, part in calib.groupby(keys, sort=False):
         values = part.set_index("metric")
-        rows.append({"panel": panel, "model": model, "n": int(part["n_seeds"].max()),
+        rows.append({**dict(zip(keys, group)), "n": int(part["n_seeds"].max()),
                      **{name: (interval_text(*values.loc[metric, ["mean", "ci_low", "ci_high"]], ".3f")
                                if metric in values.index else "–")
                         for metric, name in CALIBRATION_METRICS.items() if metric in set(calib["metric"])}})
-    return pd.DataFrame(rows).sort_values(["panel", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+    return pd.DataFrame(rows).sort_values(keys, key=lambda c: c.map(order) if c.name == "model" else c)
 
 
 def bench_table(rows: pd.DataFrame) -> pd.DataFrame:

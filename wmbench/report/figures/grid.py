@@ -38,23 +38,33 @@ def _line(ax, part: pd.DataFrame, colour, label: str, **style) -> None:
                 capsize=3, lw=1.6, **style)
 
 
+def _lines_by_env(frame: pd.DataFrame, row_column: str, rows: list, colours: dict, key: str, height: float,
+                  yscale: str = "linear"):
+    """A panel per (value of `row_column` in `rows`, env): each model's line against the key; (fig, axes)."""
+    panels = sorted(frame["panel"].unique())
+    fig, axes = panel_axes(len(panels), rows=len(rows), height=height, sharex="col")
+    for row, value in enumerate(rows):
+        for ax, panel in zip(axes[row], panels):
+            part = frame[(frame[row_column] == value) & (frame["panel"] == panel)]
+            for model in ordered_models(part["model"]):
+                _line(ax, part[part["model"] == model], colours[model], model)
+            if row == 0:
+                ax.set_title(panel)
+            ax.set_yscale(yscale)  # before `_axis`, which turns the minor ticks off
+            _axis(ax, key, frame.loc[frame["panel"] == panel, GRID_COLUMN], label=row == len(rows) - 1)
+    return fig, axes
+
+
 def plot_grid_errors(errors: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
     """Rows: the error at step 1, at step h, and the alive error at step h; columns: the envs."""
     measures = [m for m in ("mse, step 1", "mse, step h", "alive mse, step h") if (errors["measure"] == m).any()]
-    panels = sorted(errors["panel"].unique())
-    fig, axes = panel_axes(len(panels), rows=len(measures), height=3.2, sharex="col")
+    fig, axes = _lines_by_env(errors, "measure", measures, colours, key, height=3.2, yscale="log")
     for row, measure in enumerate(measures):
-        for ax, panel in zip(axes[row], panels):
-            part = errors[(errors["measure"] == measure) & (errors["panel"] == panel)]
-            for model in ordered_models(part["model"]):
-                _line(ax, part[part["model"] == model], colours[model], model)
-            if part.empty:  # the alive error of an env that never terminates is its error
+        for ax in axes[row]:
+            if not ax.has_data():  # the alive error of an env that never terminates is its error
                 ax.text(0.5, 0.5, "no terminations:\nthe same as the row above", ha="center", va="center",
                         transform=ax.transAxes, color="grey")
-            ax.set(yscale="log", ylabel=f"state {measure}" if ax is axes[row][0] else None)
-            if row == 0:
-                ax.set_title(panel)
-            _axis(ax, key, errors.loc[errors["panel"] == panel, GRID_COLUMN], label=row == len(measures) - 1)
+            ax.set_ylabel(f"state {measure}" if ax is axes[row][0] else None)
     fig.suptitle(f"State error against {key} (mean over seeds, {INTERVAL}; "
                  f"{seeds_label(errors['n_seeds'])})")
     legend(fig, axes)
@@ -101,18 +111,11 @@ def plot_objective(objective: pd.DataFrame, colours: dict, key: str, path: Path)
 def plot_grid_calibration(calib: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
     """Rows: std(z), the KS distance to N(0, 1) and the mass at |z| >= 3; columns: the envs; N(0, 1)'s value grey."""
     metrics = [m for m in NORMAL if (calib["metric"] == m).any()]
-    panels = sorted(calib["panel"].unique())
-    fig, axes = panel_axes(len(panels), rows=len(metrics), height=2.8, sharex="col")
+    fig, axes = _lines_by_env(calib, "metric", metrics, colours, key, height=2.8)
     for row, metric in enumerate(metrics):
-        for ax, panel in zip(axes[row], panels):
-            part = calib[(calib["metric"] == metric) & (calib["panel"] == panel)]
-            for model in ordered_models(part["model"]):
-                _line(ax, part[part["model"] == model], colours[model], model)
+        for ax in axes[row]:
             ax.axhline(NORMAL[metric], color="grey", ls="--", lw=1, label="N(0, 1)")
             ax.set_ylabel(CALIBRATION_METRICS[metric] if ax is axes[row][0] else None)
-            if row == 0:
-                ax.set_title(panel)
-            _axis(ax, key, calib.loc[calib["panel"] == panel, GRID_COLUMN], label=row == len(metrics) - 1)
     fig.suptitle(f"Action calibration against {key}: z = (a - μ(s)) / σ(s) under the policy\n"
                  f"(mean over seeds, {INTERVAL}; {seeds_label(calib['n_seeds'])})")
     legend(fig, axes)
