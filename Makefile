@@ -36,10 +36,12 @@ bench: install
 evaluate: install
 	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)
 
-# Redraws the committed reference report (reports/) from its results (reports/reference/).
+# Redraws the committed reference report (reports/) from its results (reports/reference/), and the earlier 3-seed
+# reference on other recordings of the datasets (the only one with HalfCheetah at h = 50) in reports/reference-v2/.
 # Your own results: `wmbench report` draws the workspace's results/ into report/.
 report: install
 	$(BIN)/wmbench report --results reports/reference --out reports
+	$(BIN)/wmbench report --results reports/reference-v2/results --out reports/reference-v2
 
 # The data-size study (issue 28; hours on a CPU, one core per worker: rerun to resume). Models learn from about
 # 5k, 20k and all (0) of the SAC replay buffers' training transitions, every size on this workspace's datasets (the
@@ -55,15 +57,15 @@ data-size-study: install
 		--policy behaviour --seeds 3,4 --grid data.train_transitions=5000,0 --workers $(STUDY_WORKERS)
 	$(BIN)/wmbench report --against data.train_transitions --results $(DATA_SIZE_STORE) --out reports/data-size
 
-# The 5-seed reference (issue 26) on this workspace's recordings: every model at h = 10, seeds 0-4, the three envs'
-# SAC replay buffers, made here first at one thread (hours on a CPU, one core per worker: rerun to resume). Hopper's
-# and HalfCheetah's cells of the six data-size models are the data-size study's full-size cells (same config hash).
-REFERENCE_V3 := reports/reference-v3
+# The reference store (issue 26): every model at h = 10, seeds 0-4, the three envs' SAC replay buffers, made here
+# first at one thread (hours on a CPU, one core per worker: rerun to resume). Hopper's and HalfCheetah's cells of
+# the six data-size models are the data-size study's full-size cells (same config hash).
+REFERENCE_STORE := reports/reference
 REFERENCE_MODELS := persistence,linear,mlp-ensemble,ar-diffusion,ar-diffusion-2row,transformer,polygrad
 reference-study: install
 	for env in halfcheetah hopper walker2d; do $(BIN)/wmbench data list | grep -q "wmbench/$$env/sac-replay-v0" || \
 		OMP_NUM_THREADS=1 $(BIN)/wmbench data make $$env --policy sac; done
-	WMBENCH_RESULTS=$(REFERENCE_V3) $(BIN)/wmbench sweep --models $(REFERENCE_MODELS) --envs halfcheetah,hopper,walker2d \
+	WMBENCH_RESULTS=$(REFERENCE_STORE) $(BIN)/wmbench sweep --models $(REFERENCE_MODELS) --envs halfcheetah,hopper,walker2d \
 		--horizons 10 --seeds 0,1,2,3,4 --policy behaviour --policy-std 0.2 --workers $(STUDY_WORKERS)
 
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
