@@ -36,12 +36,16 @@ bench: install
 evaluate: install
 	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)
 
-# Redraws the committed reference report (reports/) from its results (reports/reference/), and the earlier 3-seed
-# reference on other recordings of the datasets (the only one with HalfCheetah at h = 50) in reports/reference-v2/.
-# Your own results: `wmbench report` draws the workspace's results/ into report/.
+# Redraws every committed report from its store: the reference (reports/ from reports/reference/), the earlier 3-seed
+# reference on other recordings of the datasets (the only one with HalfCheetah at h = 50), the learning curves, the
+# RL runs and the two studies (a few minutes). Your own results: `wmbench report` draws results/ into report/.
 report: install
 	$(BIN)/wmbench report --results reports/reference --out reports
 	$(BIN)/wmbench report --results reports/reference-v2/results --out reports/reference-v2
+	for store in curves curves-gpu rl; do $(BIN)/wmbench report --results reports/$$store --out reports/$$store/report; done
+	$(BIN)/wmbench report --results reports/curves-gpu-long/results --out reports/curves-gpu-long/report
+	$(BIN)/wmbench report --against data.train_transitions --results $(DATA_SIZE_STORE) --out reports/data-size
+	$(BIN)/wmbench report --against policy_std --results $(ENTROPY_STORE) --out reports/entropy
 
 # The data-size study (issue 28; hours on a CPU, one core per worker: rerun to resume). Models learn from about
 # 5k, 20k and all (0) of the SAC replay buffers' training transitions, every size on this workspace's datasets (the

@@ -128,13 +128,14 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def stratified_iqm(strata: list[np.ndarray], level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """`(iqm, low, high)` of all values; the interval resamples each stratum (an env's seeds) within
-    itself. A stratum of one value stays fixed; with no stratum to resample the interval is the point."""
+    itself. A stratum of one value stays fixed; with no stratum to resample there is no interval (NaN):
+    one seed per env says nothing about the spread."""
     strata = [np.asarray(s, dtype=np.float64) for s in strata]
     point = float(iqm(np.concatenate(strata)))
     varying = [s for s in strata if len(s) > 1]
     fixed = np.concatenate([s for s in strata if len(s) == 1] or [np.empty(0)])
     if not varying:
-        return point, point, point
+        return point, float("nan"), float("nan")
 
     def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
         shape = samples[0].shape[:-1]
