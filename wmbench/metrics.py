@@ -94,6 +94,7 @@ def action_calibration(z: np.ndarray) -> dict[str, float]:
 
 
 CLIP_Z = 3.0  # PolyGRAD clips generated actions to the policy's mean +- 3 std
+NORMAL_CLIP_FRACTION = float(2 * stats.norm.sf(CLIP_Z))  # N(0, 1)'s mass at |z| >= CLIP_Z: 0.0027
 
 
 def w1_to_normal(z: np.ndarray) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wmbench.metrics import NORMAL_CLIP_FRACTION
 from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE
 from wmbench.report.select import ordered_models
@@ -16,7 +17,7 @@ from wmbench.report.tables import CALIBRATION_METRICS
 
 SIZE_LABEL = "training transitions (whole episodes, about)"
 # the calibration rows drawn, each with N(0, 1)'s value as a grey line: calibrated actions lie on it
-NORMAL = {"action_z_std": 1.0, "action_ks": 0.0, "action_clip_fraction": 0.0027}
+NORMAL = {"action_z_std": 1.0, "action_ks": 0.0, "action_clip_fraction": NORMAL_CLIP_FRACTION}
 
 
 def _axis(ax, key: str, values, label: bool = True) -> None:
