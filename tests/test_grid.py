@@ -12,7 +12,7 @@ from wmbench.config import config_hash
 from wmbench.data import load_dataset
 from wmbench.errors import DatasetError, UsageError
 from wmbench.evaluate import HELD_OUT_FRACTION, SPLIT_SEED, evaluate
-from wmbench.report import write_grid_report
+from wmbench.report import write_grid_report, write_report
 from wmbench.report.grid import TRAIN_SIZE
 from wmbench.results import Cell, ResultsStore
 from wmbench.sweep import grid, run_sweep
@@ -224,6 +224,28 @@ def test_a_report_refuses_cells_of_two_recordings_of_one_dataset(tmp_path):
     with pytest.raises(UsageError, match=r"cells of wmbench/hopper/random-v0 made from 2 different recordings "
                                          r"\(823 and 836 episodes\)"):
         write_grid_report(store, tmp_path / "out", TRAIN_SIZE)
+
+
+def test_a_report_refuses_cells_evaluated_under_two_fits_of_one_policy(tmp_path):
+    """A BC policy fitted again on another machine: the cells' actions came from other weights. Another
+    policy config (a grid over policy.steps) is another policy, not a conflict."""
+    store = ResultsStore(tmp_path / "store")
+
+    def write(model, seed, fingerprint, policy_steps=3000):
+        table = pd.DataFrame([("mse", k, 1.0 + seed) for k in range(1, 6)], columns=["metric", "step", "value"])
+        table = table.assign(config=json.dumps({"data": {"steps": 1}, "policy": {"steps": policy_steps}, model: {}}),
+                             n_trajectories=8, git_commit="abc", policy_fingerprint=fingerprint)
+        store.write(Cell(model, "hopper", "wmbench/hopper/random-v0", "bc", "quick", 5, seed,
+                         config_hash=f"{model[:2]}{policy_steps}"), table)
+
+    for seed in (0, 1):
+        write("linear", seed, "aaaa")
+        write("persistence", seed, "cccc", policy_steps=500)
+    write_report(store, tmp_path / "out")  # one fit per policy config: drawn
+    write("persistence", 0, "bbbb")
+    with pytest.raises(UsageError, match=r"cells of wmbench/hopper/random-v0 evaluated under 2 different bc policies "
+                                         r"\(policy_fingerprint aaaa and bbbb\)"):
+        write_report(store, tmp_path / "out")
 
 
 def test_the_report_against_the_policy_std_leaves_out_what_the_std_cannot_change(tmp_path):

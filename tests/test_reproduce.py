@@ -57,6 +57,18 @@ def test_reproduce_detects_a_changed_config(smoke_cell, tmp_path, monkeypatch, c
     assert code == 1 and "does not hash" in out and "max |difference|" in out
 
 
+def test_reproduce_detects_another_evaluation_policy(smoke_cell, tmp_path):
+    """A BC policy fitted again elsewhere has other weights: the rerun is not the same experiment."""
+    rows = pd.read_csv(smoke_cell)
+    assert rows["policy_fingerprint"].nunique() == 1 and len(rows["policy_fingerprint"].iloc[0]) == 16
+    edited = tmp_path / smoke_cell.name
+    rows.assign(policy_fingerprint="0123456789abcdef").to_csv(edited, index=False)
+    result = reproduce(edited, progress=False)
+    assert any("the evaluation policy differs: policy_fingerprint 0123456789abcdef stored" in p
+               for p in result.problems)
+    assert not result.identical
+
+
 def test_reproduce_refuses_what_is_not_one_cell(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("model,env\nx,y")

@@ -267,7 +267,7 @@ def _compute(request: EvalRequest, cell: Cell, config: EvalConfig, device: str, 
         dataset_train_transitions=train.normalising.n_transitions,
         overrides=canonical_overrides(request.overrides),
         config=json.dumps(cell_config(request), sort_keys=True), **provenance(device),
-        **datasets.card_columns(cell.dataset),
+        **datasets.card_columns(cell.dataset), policy_fingerprint=policy.fingerprint(),
     )
 
 

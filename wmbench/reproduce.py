@@ -112,6 +112,10 @@ def reproduce(path: Path, *, device: str = "cpu", profile: str | None = None, sc
         if column in stored and column in rerun and not _same(first[column], rerun.iloc[0][column]):
             problems.append(f"the dataset differs: {column} {first[column]} stored, {rerun.iloc[0][column]} here "
                             f"(remake {first['dataset']} as the stored cell's dataset was made)")
+    if "policy_fingerprint" in stored and not _same(first["policy_fingerprint"], rerun.iloc[0]["policy_fingerprint"]):
+        problems.append(f"the evaluation policy differs: policy_fingerprint {first['policy_fingerprint']} stored, "
+                        f"{rerun.iloc[0]['policy_fingerprint']} here (fitted again elsewhere: copy the stored cell's "
+                        "policy file into this workspace's dataset)")
     if threads is None or "threads" not in str(rerun.iloc[0].get("device", "")):
         problems.append(f"stored on {first.get('device')}, rerun on {rerun.iloc[0].get('device')}: "
                         "other hardware sums in another order")

@@ -91,6 +91,25 @@ def check_one_version_per_dataset(rows: pd.DataFrame) -> None:
                              "(the dataset_* columns tell them apart)")
 
 
+def check_one_policy_per_label(rows: pd.DataFrame) -> None:
+    """Cells of one dataset evaluated under one policy label and policy config, but by policies of other
+    weights (a BC policy fitted again on another machine, say), did not see the same actions: their
+    comparisons are not paired. One line. Cells stored before the fingerprint was recorded are not checked."""
+    if "policy_fingerprint" not in rows:
+        return
+    known = rows.dropna(subset=["policy_fingerprint"])
+    settings = {text: json.dumps(json.loads(text).get("policy"), sort_keys=True) if isinstance(text, str) else ""
+                for text in known["config"].unique()} if "config" in known else {}
+    known = known.assign(policy_settings=known["config"].map(settings) if settings else "")
+    for (dataset, policy, _), part in known.groupby(["dataset", "policy", "policy_settings"]):
+        fingerprints = sorted(part["policy_fingerprint"].astype(str).unique())
+        if len(fingerprints) > 1:
+            raise UsageError(f"the store holds cells of {dataset} evaluated under {len(fingerprints)} different "
+                             f"{policy} policies (policy_fingerprint {' and '.join(fingerprints)}): their errors are "
+                             "not paired; keep the cells of one, or give every machine the same policy file "
+                             "(datasets/<dataset>/wmbench/policy-*.pt in the workspace)")
+
+
 @dataclass
 class Selection:
     """The rows one report is drawn from, with a `panel` column."""
@@ -112,6 +131,7 @@ class Selection:
             raise UsageError(f"no results of profile {profile!r} in the store; it has: {', '.join(profiles)}")
         rows = table[table["profile"] == profile].copy()
         check_one_version_per_dataset(rows)
+        check_one_policy_per_label(rows)
         varies = [c for c in ("dataset", "policy", "precision") if rows.groupby("env")[c].nunique().max() > 1]
         rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
         rows["per_horizon"] = _trained_per_horizon(rows)
