@@ -1,10 +1,12 @@
 import json
+import threading
+import time
 
 import minari
 import numpy as np
 import pytest
 
-from wmbench import data, recording
+from wmbench import data, evaluate, recording
 from wmbench.envs import get_env
 from wmbench.errors import DatasetError
 
@@ -84,6 +86,32 @@ def test_flat_copy_loads_the_same_data_and_follows_the_dataset(hopper_dataset, t
 def test_missing_dataset_says_how_to_get_it(workspace):
     with pytest.raises(DatasetError, match=r"wmbench data make halfcheetah.*minari download mujoco/halfcheetah/medium-v0"):
         data.load_dataset("mujoco/halfcheetah/medium-v0")
+
+
+def test_parallel_evaluations_make_a_missing_dataset_once(tmp_path, monkeypatch):
+    """Two processes (here threads: the lock is per open file) asking for one missing random dataset:
+    one makes it, the other waits and then finds it, instead of failing on a half-made folder."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    made, said = [], []
+
+    def slow_make(env, steps, seed=0, progress=True):
+        made.append(env.name)
+        time.sleep(0.5)
+        meta = data.dataset_dir("wmbench/hopper/random-v0") / "data" / "metadata.json"
+        meta.parent.mkdir(parents=True)
+        meta.write_text("{}")
+
+    monkeypatch.setattr(evaluate, "make_random_dataset", slow_make)
+    threads = [threading.Thread(target=evaluate.ensure_dataset,
+                                args=("wmbench/hopper/random-v0", "smoke", (), True, False, said.append))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["hopper"] and data.dataset_exists("wmbench/hopper/random-v0")
+    assert "waiting: another process makes wmbench/hopper/random-v0" in said
+    assert data.list_datasets() == [("wmbench/hopper/random-v0", 0)], "the lock file is no dataset"
 
 
 def test_corrupt_dataset_names_the_file(hopper_dataset, tmp_path, monkeypatch):

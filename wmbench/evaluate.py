@@ -44,7 +44,7 @@ from wmbench.models.flops import training_flop_per_update
 from wmbench.models.precision import check_training_precision, warn_if_bf16_is_emulated
 from wmbench.models.states import snapshot_path, training_state_path
 from wmbench.oracle import Oracle, Replay
-from wmbench.paths import file_lock, runs_root
+from wmbench.paths import datasets_root, file_lock, runs_root
 from wmbench.policy import GaussianPolicy, PolicyConfig
 from wmbench.provenance import provenance
 from wmbench.recording import make_random_dataset
@@ -68,9 +68,13 @@ def ensure_dataset(dataset_id: str, profile: str, overrides: tuple[str, ...], ma
     if not make_missing or parts[0] != "wmbench" or len(parts) != 3 or parts[2] != "random-v0":
         raise DatasetError(datasets.missing_dataset_message(dataset_id))
     config = build_config(DataConfig, profile, "data", overrides)
-    say(f"making {dataset_id} ({config.steps} random steps); for the paper's kind of data, the replay buffer "
-        f"of an RL run, run `wmbench data make {parts[1]} --policy sac` (about 15 minutes)")
-    make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
+    lock = datasets_root() / f".{dataset_id.replace('/', '.')}.lock"  # outside the folder being made
+    with file_lock(lock, lambda: say(f"waiting: another process makes {dataset_id}")):  # parallel evaluations
+        if datasets.dataset_exists(dataset_id):  # made by the process we waited for
+            return
+        say(f"making {dataset_id} ({config.steps} random steps); for the paper's kind of data, the replay buffer "
+            f"of an RL run, run `wmbench data make {parts[1]} --policy sac` (about 15 minutes)")
+        make_random_dataset(get_env(parts[1]), config.steps, seed=0, progress=progress)
 
 
 def load_or_fit_policy(dataset_id: str, train: OfflineData, profile: str, overrides: tuple[str, ...],
