@@ -7,18 +7,25 @@ random data, BC policy and widths; 256 held-out starts), each model's seeds trai
 trainings sharing the card gained nothing), the EMA weights evaluated at five points along the way.
 In one command, within `--budget` seconds:
 
-1. the CUDA checks of what the study relies on (the `gpu` tests of seed batching, TF32 and the graph);
-2. the issue's targets at the paper's sizes (width 1024, batch 256): one seed against 3 seeds as
-   one network, in fp32 and TF32 (`wmbench bench --train --seeds 3`);
-3. the floors (`linear`, `persistence`), which also make the dataset and the policy (on the CPU,
-   while steps 1 and 2 run);
-4. the study: the time per batched update of each model at the study's sizes is measured, the
-   number of updates set to what the time left can train and evaluate, and the sweep run
-   (`--precision tf32` trains in TF32; `--every N` evaluates every N updates, as many points as fit).
+1. the dataset is made on the CPU (the random data are the same on every machine) while the GPU
+   runs the CUDA checks of what the study relies on (the `gpu` tests of seed batching, TF32 and the
+   graph) and the issue's targets at the paper's sizes (width 1024, batch 256): one seed against 3
+   seeds as one network, in fp32 and TF32 (`wmbench bench --train --seeds 3`);
+2. the time per batched update of each model at the study's sizes is measured, and the number of
+   updates set to what the time left can train and evaluate;
+3. the study's sweep (`--precision tf32` trains in TF32; `--every N` evaluates every N updates, as
+   many points as fit), while the floors (`linear`, `persistence`) are evaluated on the CPU beside it.
 
-Logs and `summary.md` go to `--out` ($OUT), with the results store as `results.tgz` (unpack it into
-`reports/curves-gpu-long/`). Runs from a clean checkout with no network, wheels in `.whl/` as for
-`make gpu-check`. `--device cpu --budget 300 --profile smoke` is a dry run of the plumbing.
+One lease trains both models to about 130k updates. `--models` gives a lease to one model (about
+300k), and the other model's lease then evaluates under the same BC policy with `--policies`: the
+policy files the first lease returned (`policies/` in its `results.tgz`), put in the workspace
+before anything could fit another one (a policy fitted again on another machine has other weights,
+and a report refuses to pair cells of two policies).
+
+Logs and `summary.md` go to `--out` ($OUT), with the results store and the policy files as
+`results.tgz` (unpack its `results/` into the study's store). Runs from a clean checkout with no
+network, wheels in `.whl/` as for `make gpu-check`. `--device cpu --budget 300 --profile smoke` is
+a dry run of the plumbing.
 """
 
 from __future__ import annotations
@@ -26,17 +33,20 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 from pathlib import Path
 
 from gpu_check import ROOT, WMBENCH, install_wheels, run_logged
 
-MODELS = ("polygrad", "ar-diffusion-2row")
+MODELS = "polygrad,ar-diffusion-2row"
+ENV = "hopper"
 BATCHED = re.compile(r"^\s*(\S+) h=\d+ +\w+ training of \d+ seeds as one: +([\d.]+) ms/update", re.M)
-EVAL_S = 20  # seconds per evaluation point: 6 cells (6 processes) evaluating their snapshot, and a margin
+EVAL_S = 20  # seconds per evaluation point: up to 6 cells (6 processes) evaluating their snapshot, and a margin
 POINTS = 5  # evaluations along each training (the last the final model), unless --every says otherwise
 
 
@@ -58,6 +68,10 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--profile", default="quick", help="the study's profile (smoke: a dry run)")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--models", default=MODELS, help=f"the study's models (default: {MODELS}); one model "
+                                                          "trains about twice as far in the lease")
+    parser.add_argument("--policies", type=Path, help="policy files of an earlier lease (the `policies/` folder "
+                                                      "of its results.tgz), used instead of fitting the BC policy")
     parser.add_argument("--max-updates", type=int, default=1_000_000,
                         help="at most this many updates per seed (in whole thousands per point, at least 5,000)")
     parser.add_argument("--skip-checks", action="store_true", help="no CUDA checks (step 1)")
@@ -86,46 +100,64 @@ def main() -> int:
         print(summary[-1], flush=True)
         return log.read_text()
 
+    def background(name: str, command: list[str]) -> subprocess.Popen:
+        with open(args.out / f"{name}.log", "w") as log:  # the child keeps its own handle
+            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def finish(name: str, process: subprocess.Popen, started: float) -> None:
+        try:
+            code = process.wait(timeout=max(left() - 5, 1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = "timeout"
+        summary.append(f"{name}: exit {code}, done by {time.perf_counter() - started:.0f} s")
+        print(summary[-1], flush=True)
+
     cuda = ["--device", args.device]
-    common = [*cuda, "--profile", args.profile, "--envs", "hopper", "--horizons", "10", "--seeds", args.seeds]
-    started, floors_log = time.perf_counter(), open(args.out / "floors.log", "w")
-    floors = subprocess.Popen([*WMBENCH, "sweep", *common, "--models", "linear,persistence", "--workers", "3"],
-                              cwd=ROOT, env=env, stdout=floors_log, stderr=subprocess.STDOUT)
+    models = args.models.split(",")
+    common = [*cuda, "--profile", args.profile, "--envs", ENV, "--horizons", "10", "--seeds", args.seeds]
+    steps = tomllib.loads((ROOT / "wmbench" / "profiles" / f"{args.profile}.toml").read_text())["data"]["steps"]
+    started, made = time.perf_counter(), (workspace / "datasets" / "wmbench" / ENV / "random-v0").is_dir()
+    making = background("data", [*WMBENCH, "data", "make", ENV, "--steps", str(steps)] if not made else ["true"])
     if not args.skip_checks:
         step("checks", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                         "tests/test_gpu.py", "-k", "seeds or tf32 or graphed"], 100)
     if not args.skip_targets:
         for precision in ("fp32", "tf32"):
             text = step(f"targets-{precision}", [*WMBENCH, "bench", "--train", *cuda, "--profile", "paper",
-                                                 "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3",
+                                                 "--models", args.models, "--horizons", "10", "--seeds", "3",
                                                  "--updates", "200", "--precision", precision], 60)
             summary += [line.strip() for line in text.splitlines() if "ms/update" in line]
-    try:
-        code = floors.wait(timeout=max(left() - 200, 10))
-    except subprocess.TimeoutExpired:
-        floors.kill()
-        code = "timeout"
-    floors_log.close()
-    summary.append(f"floors (data, policy): exit {code} after {time.perf_counter() - started:.0f} s")
-    text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", "hopper",
-                         "--models", ",".join(MODELS), "--horizons", "10", "--seeds", "3", "--updates", "200",
+    # the rate plans the lease: 1,000 timed updates (200 gave 3.13 ms for both models on the H200, which
+    # then trained at 2.65 ms in the sweep)
+    text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", ENV,
+                         "--models", args.models, "--horizons", "10", "--seeds", "3", "--updates", "1000",
                          "--precision", args.precision], 60)
-    per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # both models, one batched update each
+    per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # every model, one batched update each
+    finish("data", making, started)
+    if args.policies:  # before anything could fit a policy of its own
+        shutil.copytree(args.policies, workspace / "datasets", dirs_exist_ok=True)
+        summary.append(f"policies from {args.policies}: {len(list(args.policies.glob('**/*.pt')))} files")
+    started = time.perf_counter()
+    floors = background("floors", [*WMBENCH, "sweep", *common, "--models", "linear,persistence", "--workers", "3"])
     if not per_update:
         summary.append("study: no rate measured; see rate.log")
     else:
         updates, every = plan(left(), per_update, args.every, args.max_updates)
-        summary.append(f"study ({args.precision}): {per_update * 1e3:.2f} ms per update of both models -> "
+        summary.append(f"study ({args.precision}): {per_update * 1e3:.2f} ms per update of every model -> "
                        f"{updates} updates per seed, evaluated every {every}")
         settings = [f"train_steps={updates}", "checkpoint_every=0"]
         settings += [f"precision='{args.precision}'"] if args.precision != "fp32" else []  # fp32: the hashes as before
-        budget = [arg for model in MODELS for setting in settings for arg in ("--set", f"{model}.{setting}")]
-        step("study", [*WMBENCH, "sweep", *common, "--models", ",".join(MODELS), "--eval-every", str(every),
-                       "--batch-seeds", "--workers", "6", *budget], left() - 10)
-    results = workspace / "results"
-    if results.is_dir():
-        with tarfile.open(args.out / "results.tgz", "w:gz") as tar:
-            tar.add(results, arcname="results")
+        budget = [arg for model in models for setting in settings for arg in ("--set", f"{model}.{setting}")]
+        workers = len(models) * len(args.seeds.split(","))
+        step("study", [*WMBENCH, "sweep", *common, "--models", args.models, "--eval-every", str(every),
+                       "--batch-seeds", "--workers", str(workers), *budget], left() - 10)
+    finish("floors", floors, started)
+    with tarfile.open(args.out / "results.tgz", "w:gz") as tar:
+        if (workspace / "results").is_dir():
+            tar.add(workspace / "results", arcname="results", filter=lambda f: None if f.name.endswith(".lock") else f)
+        for policy in sorted((workspace / "datasets").glob("**/wmbench/policy-*.pt")):
+            tar.add(policy, arcname=f"policies/{policy.relative_to(workspace / 'datasets')}")
     (args.out / "summary.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
     return 0

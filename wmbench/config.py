@@ -17,11 +17,10 @@ import hashlib
 import json
 import math
 import re
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from wmbench.errors import UsageError
 from wmbench.paths import user_profiles_dir
