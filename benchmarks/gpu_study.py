@@ -117,7 +117,8 @@ def main() -> int:
     models = args.models.split(",")
     common = [*cuda, "--profile", args.profile, "--envs", ENV, "--horizons", "10", "--seeds", args.seeds]
     steps = tomllib.loads((ROOT / "wmbench" / "profiles" / f"{args.profile}.toml").read_text())["data"]["steps"]
-    started, made = time.perf_counter(), (workspace / "datasets" / "wmbench" / ENV / "random-v0").is_dir()
+    made = (workspace / "datasets" / "wmbench" / ENV / "random-v0" / "data" / "metadata.json").is_file()
+    started = time.perf_counter()
     making = background("data", [*WMBENCH, "data", "make", ENV, "--steps", str(steps)] if not made else ["true"])
     if not args.skip_checks:
         step("checks", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
@@ -144,8 +145,8 @@ def main() -> int:
         summary.append("study: no rate measured; see rate.log")
     else:
         updates, every = plan(left(), per_update, args.every, args.max_updates)
-        summary.append(f"study ({args.precision}): {per_update * 1e3:.2f} ms per update of every model -> "
-                       f"{updates} updates per seed, evaluated every {every}")
+        summary.append(f"study ({args.precision}): {per_update * 1e3:.2f} ms per batched update of the models "
+                       f"together -> {updates} updates per seed, evaluated every {every}")
         settings = [f"train_steps={updates}", "checkpoint_every=0"]
         settings += [f"precision='{args.precision}'"] if args.precision != "fp32" else []  # fp32: the hashes as before
         budget = [arg for model in models for setting in settings for arg in ("--set", f"{model}.{setting}")]
@@ -155,7 +156,8 @@ def main() -> int:
     finish("floors", floors, started)
     with tarfile.open(args.out / "results.tgz", "w:gz") as tar:
         if (workspace / "results").is_dir():
-            tar.add(workspace / "results", arcname="results", filter=lambda f: None if f.name.endswith(".lock") else f)
+            no_locks = lambda f: None if f.name.endswith(".lock") else f  # noqa: E731
+            tar.add(workspace / "results", arcname="results", filter=no_locks)
         for policy in sorted((workspace / "datasets").glob("**/wmbench/policy-*.pt")):
             tar.add(policy, arcname=f"policies/{policy.relative_to(workspace / 'datasets')}")
     (args.out / "summary.md").write_text("\n".join(summary) + "\n")
