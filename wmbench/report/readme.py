@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wmbench.metrics import CLIP_Z, NORMAL_CLIP_FRACTION
 from wmbench.report.comparisons import comparison_wide, findings
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE, trains_alike, value_text
 from wmbench.report.rl import rl_section
@@ -164,7 +165,8 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
         "(std(z) < 1) means the trajectories are less random than the policy, a wide one more. The spread "
         "alone cannot show a shape: KS (the largest gap between the CDFs) and W1 (the mean distance moved "
         "to turn one distribution into the other) are 0 for N(0, 1), and the fraction at PolyGRAD's clip "
-        "(|z| >= 3) is 0.0027 for N(0, 1) (W1 and the clip fraction: cells evaluated since they were added). "
+        f"(|z| >= {CLIP_Z:g}) is {NORMAL_CLIP_FRACTION:.2g} for N(0, 1) (W1 and the clip fraction: cells evaluated "
+        "since they were added). "
         "PolyGRAD clips its actions at 3 policy stds (`action_clip_std`): every action it would draw beyond "
         "lands at +-3, which the clip fraction counts and std(z) does not show.",
         "",
@@ -238,9 +240,10 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
     if "calibration" in sections:
         parts += ["## Action calibration", "![action calibration against the key](grid_calibration.png)", "",
                   "How the actions in the generated trajectories sit under the policy that was to produce them, as "
-                  "z = (a - μ(s)) / σ(s): calibrated actions are N(0, 1) (std(z) 1, KS and W1 0, 0.0027 of them at "
-                  "|z| >= 3). PolyGRAD clips its actions at 3 policy stds, so mass at the clip above N(0, 1)'s is "
-                  "actions it would have drawn further out (`grid_calibration.csv`).", "",
+                  "z = (a - μ(s)) / σ(s): calibrated actions are N(0, 1) (std(z) 1, KS and W1 0, "
+                  f"{NORMAL_CLIP_FRACTION:.2g} of them at |z| >= {CLIP_Z:g}). PolyGRAD clips its actions at 3 policy "
+                  "stds, so mass at the clip above N(0, 1)'s is actions it would have drawn further out "
+                  "(`grid_calibration.csv`).", "",
                   markdown_table(sections["calibration"]), ""]
     if "objective" in sections:
         parts += ["## Overfitting: the training objective on training and held-out data",

@@ -97,10 +97,11 @@ def check_one_policy_per_label(rows: pd.DataFrame) -> None:
     comparisons are not paired. One line. Cells stored before the fingerprint was recorded are not checked."""
     if "policy_fingerprint" not in rows:
         return
-    known = rows.dropna(subset=["policy_fingerprint"])
-    settings = {text: json.dumps(json.loads(text).get("policy"), sort_keys=True) if isinstance(text, str) else ""
-                for text in known["config"].unique()} if "config" in known else {}
-    known = known.assign(policy_settings=known["config"].map(settings) if settings else "")
+    known = rows.dropna(subset=["policy_fingerprint"]).assign(policy_settings="")
+    if "config" in known:  # another policy config is another policy (a grid over policy.steps), not a conflict
+        settings = {text: json.dumps(json.loads(text).get("policy"), sort_keys=True)
+                    for text in known["config"].dropna().unique()}
+        known["policy_settings"] = known["config"].map(settings).fillna("")
     for (dataset, policy, _), part in known.groupby(["dataset", "policy", "policy_settings"]):
         fingerprints = sorted(part["policy_fingerprint"].astype(str).unique())
         if len(fingerprints) > 1:
