@@ -230,6 +230,8 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     (["--envs", "hopper,ant"], "unknown env 'ant'"),
     (["--horizons", "10,x"], "--horizons takes a comma-separated list"),
     (["--seeds", ""], "--seeds takes a comma-separated list"),
+    (["--seeds", "0,1,0"], "--seeds 0,1,0: 0 given twice"),
+    (["--models", "linear,linear"], "--models linear,linear: linear given twice"),
     (["--profile", "huge"], "unknown profile 'huge'"),
     (["--workers", "0"], "--workers must be from 1 to 256"),
     (["--batch-seeds", "--backend", "ray"], "--batch-seeds trains on this machine"),
@@ -299,3 +301,25 @@ def test_a_stored_cell_is_read_without_writing_anything(monkeypatch, hopper_data
     monkeypatch.setattr(ResultsStore, "lock", read_only)  # as in a read-only workspace: no lock can be taken
     again = evaluate(request, store=store, progress=False, say=lambda m: None)
     pd.testing.assert_frame_equal(again, stored)
+
+
+def test_reading_commands_say_what_the_store_lacks(monkeypatch, capsys, tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    code, out, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root.parent))
+    assert code == 0 and out == "" and "no results in" in err, "an empty store says so instead of an empty table"
+    for args in (["report", "--against", "data.train_transitions", "--out", str(tmp_path / "out")],
+                 ["report", "--out", str(tmp_path / "out")]):
+        code, _, err = run_main(monkeypatch, capsys, *args, "--results", str(store.root.parent))
+        assert code == 2 and err.strip() == "wmbench: error: the results store is empty: run `wmbench evaluate` " \
+                                            "or `wmbench sweep` first", err
+    rows = pd.DataFrame({"metric": ["mse"], "step": [1], "value": [0.5], "n_trajectories": [16]})
+    for model, env in (("linear", "hopper"), ("polygrad", "walker2d")):
+        store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", "smoke", 1, 0), rows)
+    code, out, _ = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--format", "csv",
+                            "--env", "hopper")
+    assert code == 0 and list(pd.read_csv(io.StringIO(out))["model"]) == ["linear"]
+    code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--env", "mars")
+    assert code == 2 and err.strip() == "wmbench: error: no stored row has env 'mars'; the store's: hopper, walker2d"
+    code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--env", "hopper",
+                            "--model", "polygrad")
+    assert code == 2 and "no stored row matches these filters together" in err

@@ -66,12 +66,16 @@ def print_steps(rows, step: str = "step") -> None:
 
 
 def split(value: str, kind: type = str, option: str = "") -> list:
+    """A comma-separated option's items in order; an item given twice is refused (as `--grid` refuses it)."""
     try:
         items = [kind(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError:
         items = []
     if not items:
         raise UsageError(f"{option} takes a comma-separated list, e.g. {'10,50' if kind is int else 'a,b'}; got {value!r}")
+    twice = sorted({str(item) for item in items if items.count(item) > 1})
+    if twice:
+        raise UsageError(f"{option} {value}: {', '.join(twice)} given twice")
     return items
 
 

@@ -15,6 +15,12 @@ from wmbench.cli.app import Format, app, console, data_app
 from wmbench.errors import UsageError
 
 
+def existing_folder(results: Optional[Path]) -> None:
+    """A `--results` folder that does not exist is refused in one line (the store would read as empty)."""
+    if results is not None and not results.is_dir():
+        raise UsageError(f"results folder {results} does not exist")
+
+
 @app.command()
 def report(
     results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/; the "
@@ -35,8 +41,7 @@ def report(
     from wmbench.report import write_grid_report, write_report
     from wmbench.results import ResultsStore
 
-    if results is not None and not results.is_dir():
-        raise UsageError(f"results folder {results} does not exist")
+    existing_folder(results)
     out = out or workspace() / "report"
     store, profile = ResultsStore(results), profile and profile_label(profile)
     written = write_grid_report(store, out, against, profile) if against else write_report(store, out, profile)
@@ -63,8 +68,7 @@ def compare(
     from wmbench.report.select import Selection
     from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
 
-    if results is not None and not results.is_dir():
-        raise UsageError(f"results folder {results} does not exist")
+    existing_folder(results)
     table = ResultsStore(results).read(env=env, horizon=horizon)
     table = table[~table["dataset"].isin([BENCH_DATASET, RL_DATASET])]
     if table.empty:
@@ -124,10 +128,26 @@ def results(
     """Print stored results (tidy rows: one per model, env, ..., metric and step)."""
     from wmbench.results import ROW_COLUMNS, ResultsStore, markdown_table
 
-    table = ResultsStore(results).read(model=model, env=env, metric=metric, profile=profile, config_hash=config_hash)
+    existing_folder(results)
+    store = ResultsStore(results)
+    table = store.read()
+    if table.empty:
+        print(f"no results in {store.root} yet: `wmbench evaluate` and `wmbench sweep` store them there",
+              file=sys.stderr)
+        return
+    asked = {"model": model, "env": env, "metric": metric, "profile": profile, "config_hash": config_hash}
+    filters = {column: wanted for column, wanted in asked.items() if wanted is not None}
+    for column, wanted in filters.items():
+        if wanted not in set(table[column]):
+            held = ", ".join(sorted(map(str, set(table[column]))))
+            raise UsageError(f"no stored row has {column} {wanted!r}; the store's: {held}")
+    for column, wanted in filters.items():
+        table = table[table[column] == wanted]
     if overrides is not None:
         stored = table["overrides"].fillna("") if "overrides" in table else ""
         table = table[stored == "" if overrides == "" else stored.str.contains(overrides, regex=False)]
+    if table.empty:
+        raise UsageError("no stored row matches these filters together")
     if format is Format.csv:
         table.to_csv(sys.stdout, index=False)
     else:

@@ -22,7 +22,7 @@ from wmbench.cells import BEHAVIOUR_LABEL
 from wmbench.config import section_class
 from wmbench.errors import UsageError
 from wmbench.report.comparisons import ALL_PANELS, METHOD, report_comparisons
-from wmbench.report.select import Selection, base_model
+from wmbench.report.select import EMPTY_STORE, Selection, base_model
 from wmbench.report.stats import FLOOR, compare, summarise
 from wmbench.report.tables import aggregate_scores, calibration_wide, interval_text
 
@@ -78,6 +78,8 @@ def _without(text, key: str):
 
 def grid_selection(table: pd.DataFrame, key: str, profile: str | None) -> Selection:
     """The rows that have a value of `key` (column `grid`), as a selection whose models are not split by it."""
+    if table.empty:
+        raise UsageError(EMPTY_STORE)
     rows = table.assign(**{GRID_COLUMN: grid_values(table, key)})
     rows = rows[rows[GRID_COLUMN].notna()].copy()
     if rows.empty:

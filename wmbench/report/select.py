@@ -15,6 +15,8 @@ from wmbench.errors import UsageError
 MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "ar-diffusion-2row", "transformer", "mlp-ensemble",
                "linear", "persistence", "ppo")
 
+EMPTY_STORE = "the results store is empty: run `wmbench evaluate` or `wmbench sweep` first"
+
 
 def model_colours(models) -> dict[str, tuple]:
     """Built-in models keep their colour whatever else is in the store; others follow, by name. The
@@ -121,7 +123,7 @@ class Selection:
     @classmethod
     def from_store(cls, table: pd.DataFrame, profile: str | None = None) -> Selection:
         if table.empty:
-            raise UsageError("the results store is empty: run `wmbench evaluate` or `wmbench sweep` first")
+            raise UsageError(EMPTY_STORE)
         profiles = sorted(table["profile"].unique())
         if profile is None:
             if len(profiles) > 1:
