@@ -53,9 +53,10 @@ class Scene:
         try:
             self.renderer = mujoco.Renderer(self.model, height, width)
         except Exception as err:  # noqa: BLE001 - every backend failure reads the same to a user
-            backend = os.environ.get("MUJOCO_GL", "the default (a display)")
+            gl = os.environ.get("MUJOCO_GL")
+            backend = f"MUJOCO_GL={gl}" if gl is not None else "MUJOCO_GL unset (a display)"
             raise RenderError(
-                f"MuJoCo cannot render offscreen here with MUJOCO_GL={backend} ({type(err).__name__}); on a "
+                f"MuJoCo cannot render offscreen here with {backend} ({type(err).__name__}); on a "
                 "machine without a display install EGL (Debian: apt install libegl1 libgl1-mesa-dri) and set "
                 "MUJOCO_GL=egl, or install OSMesa (libosmesa6) and set MUJOCO_GL=osmesa") from None
         self.data = mujoco.MjData(self.model)
