@@ -259,6 +259,7 @@ def test_bench_bad_input(monkeypatch, capsys, args, expected):
 def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "models", "--config")
     assert code == 0 and "mlp-ensemble" in out and "elites = 5" in out
+    assert "compile = false" in out and "precision = \"fp32\"" in out, "defaults as --set and TOML write them"
 
 
 def test_help_explains_the_commands(monkeypatch, capsys):

@@ -216,8 +216,7 @@ def _check_value(section: str, key: str, value: Any, default: Any) -> Any:
     if not ok:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                 "list": "a list"}.get(type(default).__name__, type(default).__name__)
-        like = str(default).lower() if isinstance(default, bool) else repr(default)  # as TOML writes it
-        raise UsageError(f"--set {section}.{key}: expected {kind} (like {like}), got {value!r}")
+        raise UsageError(f"--set {section}.{key}: expected {kind} (like {json.dumps(default)}), got {value!r}")
     return value
 
 

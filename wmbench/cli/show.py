@@ -100,7 +100,8 @@ def models(config: bool = typer.Option(False, "--config", help="Also show every 
 
     def show_fields(config_cls: type) -> None:
         for field, default, help_text in field_docs(config_cls):
-            console.print(f"    {field} = {escape(repr(default))}  [dim]{escape(help_text)}[/dim]", highlight=False)
+            literal = json.dumps(default)  # as --set and a profile's TOML write it: false, "mlp", [1, 2]
+            console.print(f"    {field} = {escape(literal)}  [dim]{escape(help_text)}[/dim]", highlight=False)
 
     for name, cls in available_models().items():
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
