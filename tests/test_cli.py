@@ -267,6 +267,10 @@ def test_help_explains_the_commands(monkeypatch, capsys):
     assert code == 0 and "--horizon" in out and "smoke" in out
     code, out, _ = run_main(monkeypatch, capsys, "sweep", "--help")
     assert code == 0 and "'wmbench[ray]'" in out  # square brackets survive the help's markup
+    code, out, _ = run_main(monkeypatch, capsys, "--help")
+    listed = " ".join(out.replace("│", " ").split())
+    assert code == 0 and "evaluate Train (or load) a world model, generate on-policy trajectories, replay them in the " \
+        "simulator and store the errors. rl" in listed, "the command list shows each command's first sentence"
 
 
 def test_bf16_generation_is_a_cell_of_its_own(hopper_dataset, tmp_path):

@@ -4,6 +4,8 @@ The typer app and `main` live in `app`; importing this package registers every c
 commands that compute, `show`: those that read and show)."""
 
 from wmbench.cli import run, show  # noqa: F401 - registers the commands
-from wmbench.cli.app import app, main
+from wmbench.cli.app import app, main, summarise_commands
+
+summarise_commands()
 
 __all__ = ["app", "main"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import warnings
 from enum import Enum
@@ -48,6 +49,14 @@ def options(
     if workspace is not None:
         workspace.mkdir(parents=True, exist_ok=True)
         os.environ["WMBENCH_HOME"] = str(workspace.resolve())  # worker processes inherit it
+
+
+def summarise_commands() -> None:
+    """In `wmbench --help`'s list, each command's first sentence as one line (its docstring's own line
+    breaks would show there); `wmbench COMMAND --help` keeps the whole text."""
+    for info in [*app.registered_commands, *data_app.registered_commands]:
+        text = " ".join((info.callback.__doc__ or "").split())
+        info.short_help = info.short_help or re.split(r"(?<=[.!?])\s+(?=[A-Z`])", text, maxsplit=1)[0]
 
 
 class Format(str, Enum):
