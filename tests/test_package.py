@@ -177,3 +177,26 @@ def test_two_concurrent_evaluations_of_one_cell_leave_one_complete_file(hopper_d
     stored = ResultsStore(tmp_path / "results").read()
     assert stored["metric"].eq("mse").sum() == 4
     assert outputs[0][0].splitlines()[-1].startswith("generation:") and "mse_norm" in outputs[1][0]
+
+
+def test_the_readme_architecture_names_every_module():
+    """The README's tree is the map of the package: every module has its line, or its folder's line where no
+    file of that folder is listed (`figures/`: one module per family)."""
+    text = (REPO / "README.md").read_text()
+    tree = text[text.index("## Architecture"):text.index("Design choices, and why")].splitlines()
+    named, package = set(), ""
+    for line in tree:
+        indent, tokens = len(line) - len(line.lstrip()), line.split()
+        if indent not in (2, 4) or not tokens:
+            continue
+        if indent == 2:
+            package = tokens[0] if tokens[0].endswith("/") else ""
+        for token in tokens:  # the leading names; the description starts at the first word that is none
+            if not token.endswith((".py", "/")):
+                break
+            named.add(token if indent == 2 else package + token)
+    modules = {str(p.relative_to(PACKAGE_ROOT)) for p in PACKAGE_ROOT.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")}
+    folders = [n for n in named if n.endswith("/") and not any(m.startswith(n) and m != n for m in named)]
+    unnamed = sorted(m for m in modules if m not in named and not any(m.startswith(f) for f in folders))
+    assert not unnamed, f"add {unnamed} to the README's Architecture tree"
