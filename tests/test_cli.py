@@ -204,6 +204,8 @@ def test_corrupt_dataset_names_the_file_and_stores_nothing(monkeypatch, capsys, 
 
 def test_data_commands(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    code, out, err = run_main(monkeypatch, capsys, "data", "list")
+    assert code == 0 and out == "" and f"no datasets in {tmp_path} yet" in err
     code, out, _ = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "120", "--seed", "3")
     assert code == 0 and "wmbench/halfcheetah/random-v0" in out
     code, _, err = run_main(monkeypatch, capsys, "data", "make", "halfcheetah", "--steps", "120")

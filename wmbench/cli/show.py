@@ -216,8 +216,13 @@ def data_make(
 def data_list() -> None:
     """One local dataset per line, with its number of steps."""
     from wmbench.data import list_datasets
+    from wmbench.paths import datasets_root
 
-    for dataset_id, steps in list_datasets():
+    found = list_datasets()
+    if not found:
+        print(f"no datasets in {datasets_root()} yet: `wmbench data make ENV` records one (`wmbench evaluate` "
+              "makes the random one it needs)", file=sys.stderr)
+    for dataset_id, steps in found:
         print(f"{dataset_id}\t{steps} steps")
 
 
