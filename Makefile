@@ -56,9 +56,7 @@ STUDY_WORKERS ?= 1
 DATA_SIZE_STORE := reports/data-size/results
 data-size-study: install
 	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah \
-		--policy behaviour --seeds 0,1,2 --grid data.train_transitions=5000,20000,0 --workers $(STUDY_WORKERS)
-	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah \
-		--policy behaviour --seeds 3,4 --grid data.train_transitions=5000,20000,0 --workers $(STUDY_WORKERS)
+		--policy behaviour --seeds 0,1,2,3,4 --grid data.train_transitions=5000,20000,0 --workers $(STUDY_WORKERS)
 	$(BIN)/wmbench report --against data.train_transitions --results $(DATA_SIZE_STORE) --out reports/data-size
 
 # The reference store (issue 26): every model at h = 10, seeds 0-4, the three envs' SAC replay buffers, made here

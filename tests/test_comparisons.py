@@ -6,7 +6,7 @@ import pytest
 from test_cli import run_main
 
 from wmbench.report import write_report
-from wmbench.report.comparisons import comparison_rows, findings, report_comparisons
+from wmbench.report.comparisons import comparison_rows, findings, report_comparisons, with_holm
 from wmbench.report.select import Selection
 from wmbench.report.stats import compare
 from wmbench.results import Cell, ResultsStore
@@ -65,6 +65,19 @@ def test_findings_say_only_what_the_intervals_support(tmp_path):
     assert "more accurate on hopper" in line and "not distinguishable on halfcheetah" in line
     for row in table.itertuples():
         assert (row.verdict == "better") == (row.ratio_high < 1)
+
+
+def test_a_finding_marks_a_verdict_that_does_not_hold_for_its_table():
+    # three verdicts at p = 0.001, 0.03 and 0.04: Holm makes them 0.003, 0.06 and 0.06
+    table = with_holm(pd.DataFrame({
+        "a": "polygrad", "b": "linear", "horizon": 10, "panel": ["hopper", "walker2d", "halfcheetah"], "n": 5,
+        "ratio": [0.5, 0.8, 1.2], "ratio_low": [0.4, 0.7, 1.01], "ratio_high": [0.6, 0.98, 1.4],
+        "verdict": ["better", "better", "worse"], "p_value": [0.001, 0.03, 0.04]}))
+    np.testing.assert_allclose(table["p_holm"], [0.003, 0.06, 0.06])
+    assert findings(table) == [
+        "- `polygrad` against `linear` at h = 10: more accurate on hopper (0.50x [0.40, 0.60], n=5), walker2d "
+        "(0.80x [0.70, 0.98], n=5; not after Holm); less accurate on halfcheetah (1.20x [1.01, 1.40], n=5; not after "
+        "Holm)."]
 
 
 def test_the_report_writes_the_comparisons_and_their_findings(tmp_path):

@@ -62,9 +62,10 @@ def compare(
 ) -> None:
     """Paired comparison of two models' errors over the seeds both have (same start states and policy): the
     ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with a bootstrap
-    interval, and a verdict (better, worse, or not distinguishable at this number of seeds)."""
+    interval, a verdict (better, worse, or not distinguishable at this number of seeds), and the paired t-test's
+    p-value adjusted (Holm) over the rows shown."""
     from wmbench.config import profile_label
-    from wmbench.report.comparisons import comparison_rows, comparison_wide, named
+    from wmbench.report.comparisons import comparison_rows, comparison_wide, named, with_holm
     from wmbench.report.select import Selection
     from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
 
@@ -83,7 +84,7 @@ def compare(
     if not frames:
         raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
                          "with the same seeds")
-    rows = pd.concat(frames, ignore_index=True)
+    rows = with_holm(pd.concat(frames, ignore_index=True))  # the rows shown are one family
     if format is Format.csv:
         rows.to_csv(sys.stdout, index=False)
         return

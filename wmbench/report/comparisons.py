@@ -4,7 +4,8 @@ Two cells of one panel, horizon and seed share the start states and the policy, 
 two models there are paired samples. A model trained for one horizon is compared at that horizon's
 last step; by default every comparison is at step h, the error the paper reports. The report
 compares PolyGRAD (the paper's method) with every other model and every learned model with the
-`linear` floor; `wmbench compare` compares any two.
+`linear` floor; `wmbench compare` compares any two. The comparisons of one table are one family:
+`p_holm` is each one's p-value adjusted for all of them (`stats.holm`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import pandas as pd
 
 from wmbench.errors import UsageError
 from wmbench.report.select import Selection, base_model, ordered_models
-from wmbench.report.stats import Comparison, compare
+from wmbench.report.stats import LEVEL, Comparison, compare, holm
 
 METHOD = "polygrad"  # the paper's method: the report compares it with every other model
 LINEAR = "linear"  # the least a learned model should beat
 FLOORS = ("linear", "persistence")
 ALL_PANELS = "all envs"  # the aggregate row of a comparison over several panels
 COLUMNS = ["metric", "panel", "horizon", "step", "a", "b", "n", "ratio", "ratio_low", "ratio_high", "p_improvement",
-           "p_low", "p_high", "verdict"]
+           "p_low", "p_high", "verdict", "p_value", "p_holm"]
+FAMILY_ALPHA = 1 - LEVEL  # a verdict holds for its table when its Holm-adjusted p-value is below this
 
 
 def paired(sel: Selection, a: str, b: str, metric: str = "mse", step: int | None = None) -> pd.DataFrame:
@@ -52,7 +54,17 @@ def comparison_rows(sel: Selection, a: str, b: str, metric: str = "mse", step: i
 
 def _row(metric, panel, horizon, step, a, b, c: Comparison) -> list:
     return [metric, panel, int(horizon), int(horizon if step is None else step), a, b, c.n, c.ratio, c.low, c.high,
-            c.p_improvement, c.p_low, c.p_high, c.verdict]
+            c.p_improvement, c.p_low, c.p_high, c.verdict, c.p_value, np.nan]
+
+
+def with_holm(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The table with `p_holm`: every row's p-value adjusted over all of the table's rows, its family."""
+    return comparisons.assign(p_holm=holm(comparisons["p_value"].to_numpy(dtype=np.float64)))
+
+
+def holds_for_family(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row's verdict (better or worse) survives Holm's adjustment over its table."""
+    return rows["verdict"].isin(["better", "worse"]) & (rows["p_holm"] < FAMILY_ALPHA)
 
 
 def report_comparisons(sel: Selection, metric: str = "mse") -> pd.DataFrame:
@@ -64,11 +76,12 @@ def report_comparisons(sel: Selection, metric: str = "mse") -> pd.DataFrame:
     pairs += [(m, LINEAR) for m in models if base_model(m) not in (METHOD, *FLOORS) and LINEAR in models]
     frames = [comparison_rows(sel, a, b, metric) for a, b in pairs]
     frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return with_holm(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
 
 
 def comparison_wide(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """Readable: `A vs B`, panel, h, n, the ratio and P(A < B) with their intervals, and the verdict."""
+    """Readable: `A vs B`, panel, h, n, the ratio and P(A < B) with their intervals, the verdict, and the
+    Holm-adjusted p-value (the verdict holds for the whole table where it is below 0.05)."""
     def interval(centre, low, high, fmt=".2f"):
         return f"{centre:{fmt}}" if np.isnan(low) else f"{centre:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
@@ -80,12 +93,19 @@ def comparison_wide(comparisons: pd.DataFrame) -> pd.DataFrame:
         "error ratio A/B": [interval(*r) for r in comparisons[["ratio", "ratio_low", "ratio_high"]].to_numpy()],
         "P(A < B)": [interval(*r) for r in comparisons[["p_improvement", "p_low", "p_high"]].to_numpy()],
         "verdict": comparisons["verdict"].str.replace("better", "A better").str.replace("worse", "A worse"),
+        "Holm p": [p_text(p) for p in comparisons["p_holm"]],
     })
+
+
+def p_text(p: float) -> str:
+    """A p-value in two significant figures (`<0.001` below that; empty for none)."""
+    return "" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
 def findings(comparisons: pd.DataFrame) -> list[str]:
     """One Markdown bullet per compared pair and horizon, written from the comparisons alone: where A is
-    better, where worse, and where the seeds cannot tell (each with its ratio, interval and n)."""
+    better, where worse, and where the seeds cannot tell (each with its ratio, interval and n; a verdict
+    that does not survive Holm's adjustment over the table says `not after Holm`)."""
     lines = []
     order = {m: i for i, m in enumerate(ordered_models(pd.concat([comparisons["a"], comparisons["b"]])))}
     ranked = comparisons.assign(_a=comparisons["a"].map(order), _b=comparisons["b"].map(order))
@@ -104,10 +124,11 @@ def findings(comparisons: pd.DataFrame) -> list[str]:
 
 def _where(rows: pd.DataFrame) -> str:
     """`hopper (0.85 [0.70, 1.03], n=3), all envs (...)`: where, with the ratio and its interval."""
-    def one(r) -> str:
+    def one(r, holds: bool) -> str:
         interval = "" if np.isnan(r.ratio_low) else f" [{r.ratio_low:.2f}, {r.ratio_high:.2f}]"
-        return f"{r.panel} ({r.ratio:.2f}x{interval}, n={r.n})"
-    return ", ".join(one(r) for r in rows.itertuples())
+        chance = "; not after Holm" if r.verdict in ("better", "worse") and not holds else ""
+        return f"{r.panel} ({r.ratio:.2f}x{interval}, n={r.n}{chance})"
+    return ", ".join(one(r, holds) for r, holds in zip(rows.itertuples(), holds_for_family(rows)))
 
 
 def named(sel: Selection, name: str) -> list[str]:

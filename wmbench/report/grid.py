@@ -21,7 +21,7 @@ import pandas as pd
 from wmbench.cells import BEHAVIOUR_LABEL
 from wmbench.config import section_class
 from wmbench.errors import UsageError
-from wmbench.report.comparisons import ALL_PANELS, METHOD, report_comparisons
+from wmbench.report.comparisons import ALL_PANELS, METHOD, p_text, report_comparisons, with_holm
 from wmbench.report.select import EMPTY_STORE, Selection, base_model
 from wmbench.report.stats import FLOOR, compare, summarise
 from wmbench.report.tables import aggregate_scores, calibration_wide, interval_text
@@ -143,7 +143,8 @@ def grid_aggregate(sel: Selection, key: str) -> pd.DataFrame:
 
 
 def grid_comparisons(sel: Selection, metric: str = "mse") -> pd.DataFrame:
-    """The report's paired comparisons (`comparisons.report_comparisons`) at each value of the key."""
+    """The report's paired comparisons (`comparisons.report_comparisons`) at each value of the key; each
+    value's, its own experiment and table, are one family (`p_holm`)."""
     frames = [report_comparisons(at_value(sel, value), metric).assign(**{GRID_COLUMN: value})
               for value in values(sel)]
     frames = [f for f in frames if not f.empty]
@@ -190,7 +191,7 @@ def grid_wide(errors: pd.DataFrame, key: str, measure: str, models: list[str]) -
 
 
 ROBUSTNESS_COLUMNS = ["panel", "horizon", GRID_COLUMN, "reference", "a", "b", "n", "ratio", "ratio_low", "ratio_high",
-                      "verdict"]
+                      "verdict", "p_value", "p_holm"]
 
 
 def _last_errors(sel: Selection, metric: str) -> pd.DataFrame:
@@ -208,7 +209,8 @@ def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
     value), the geometric mean over seeds with a paired t interval. Rows with `b`: that growth of PolyGRAD
     over the growth of `b` (below 1: PolyGRAD loses less accuracy: more robust); the verdict as in
     `stats.compare`. Each env, and all envs pooled (reference NaN: each env's own); the persistence floor,
-    which learns nothing, is left out."""
+    which learns nothing, is left out. Each kind of row (a model's own growth; PolyGRAD's against another's),
+    one table of the report, is one family (`p_holm`)."""
     errors = _last_errors(sel, metric)
     if errors.empty:
         return pd.DataFrame(columns=ROBUSTNESS_COLUMNS)
@@ -231,7 +233,9 @@ def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
             for other in models:
                 if base_model(other) != METHOD and (other, value) in growth:
                     rows += _compared(ratio, growth[other, value], value, reference, model, other)
-    return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
+    rows = pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
+    families = [with_holm(part) for _, part in rows.groupby(rows["b"] == "", sort=False)]
+    return pd.concat(families).sort_index() if families else rows
 
 
 def _compared(a: pd.Series, b: pd.Series | None, value, reference: pd.Series, name_a: str, name_b: str) -> list[list]:
@@ -244,7 +248,7 @@ def _compared(a: pd.Series, b: pd.Series | None, value, reference: pd.Series, na
     for panel, horizon, part in groups:
         c = compare(part["a"], part["b"], strata=part["panel"].to_numpy() if panel == ALL_PANELS else None)
         rows.append([panel, int(horizon), value, reference.get(panel, np.nan), name_a, name_b, c.n, c.ratio, c.low,
-                     c.high, c.verdict])
+                     c.high, c.verdict, c.p_value, np.nan])
     return rows
 
 
@@ -256,10 +260,11 @@ def robustness_wide(robust: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.Da
                            of=[value_text(v, key) if np.isfinite(v) else "each env's" for v in robust["reference"]])
     own, against = robust[robust["b"] == ""], robust[robust["b"] != ""]
     growth = pd.DataFrame({"model": own["a"], "panel": own["panel"], key: own["at"], "largest": own["of"],
-                           "n": own["n"], "error / error at the largest": own["text"]})
+                           "n": own["n"], "error / error at the largest": own["text"],
+                           "Holm p": [p_text(p) for p in own["p_holm"]]})
     verdicts = against["verdict"].str.replace("better", "PolyGRAD more robust").str.replace(
         "worse", "PolyGRAD less robust")
     versus = pd.DataFrame({"A vs B": against["a"] + " vs " + against["b"], "panel": against["panel"],
                            key: against["at"], "n": against["n"], "growth of A / growth of B": against["text"],
-                           "verdict": verdicts})
+                           "verdict": verdicts, "Holm p": [p_text(p) for p in against["p_holm"]]})
     return growth.reset_index(drop=True), versus.reset_index(drop=True)

@@ -8,13 +8,22 @@ from pathlib import Path
 import pandas as pd
 
 from wmbench.metrics import CLIP_Z, NORMAL_CLIP_FRACTION
-from wmbench.report.comparisons import comparison_wide, findings
+from wmbench.report.comparisons import FAMILY_ALPHA, comparison_wide, findings
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE, trains_alike, value_text
 from wmbench.report.rl import rl_section
 from wmbench.report.select import Selection
-from wmbench.report.stats import FLOOR, INTERVAL
+from wmbench.report.stats import FLOOR, INTERVAL, LEVEL
 from wmbench.report.tables import ALIVE_WARNING
 from wmbench.results import markdown_table
+
+
+def holm_text(family: str) -> str:
+    """What `Holm p` is, for a family of comparisons (`this report's comparisons`)."""
+    return (f"Each interval holds its {LEVEL:.0%} on its own, and there are many: among comparisons of two models "
+            f"that are in fact equal, about 1 in {1 / FAMILY_ALPHA:.0f} would show a verdict by chance. `Holm p` is "
+            f"each comparison's paired t-test p-value adjusted over all of {family} (Holm 1979); the verdicts whose "
+            f"Holm p is below {FAMILY_ALPHA:.2g} are wrong, any of them, with a chance of at most {FAMILY_ALPHA:.0%}, "
+            "and a finding marks the others *not after Holm*.")
 
 
 def provenance_table(sel: Selection) -> pd.DataFrame:
@@ -89,7 +98,8 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             "percentile-bootstrap interval over the paired seeds (coarse at three seeds). Both at each horizon's "
             "last step, over all trajectories; *all envs* pools every env's seeds (the probability averaged over "
             "envs). The verdict says *better* or *worse* only where the ratio's interval excludes 1. "
-            "`wmbench compare A B` gives the same for any pair, step or metric (`comparisons.csv`).",
+            + holm_text("this report's comparisons")
+            + " `wmbench compare A B` gives the same for any pair, step or metric (`comparisons.csv`).",
             "",
             "### Findings",
             "",
@@ -220,7 +230,9 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
                   f"(`largest`; pooled over envs, each env's own), paired by seed ({pairing}), as the geometric mean "
                   "over seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
                   "loses less accuracy than that model (more robust), and the verdict says so only where the "
-                  "interval excludes 1 (`grid_robustness.csv`).", "", markdown_table(growth), ""]
+                  "interval excludes 1 (`grid_robustness.csv`). `Holm p`: each row's paired t-test p-value adjusted "
+                  "over every row of its table (Holm 1979; a verdict with Holm p below 0.05 holds for the whole "
+                  "table).", "", markdown_table(growth), ""]
         parts += [markdown_table(versus), ""] if len(versus) else []
     if "aggregate" in sections:
         parts += ["## Aggregate score", "![aggregate score against the key](grid_aggregate.png)", "",
@@ -233,7 +245,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
                   "PolyGRAD against every other model and every learned model against `linear`, at each value: the "
                   "error ratio A/B with a paired Student-t interval on the log ratios, the probability of improvement, "
                   "and a verdict that says *better* or *worse* only where the ratio's interval excludes 1 "
-                  "(`grid_comparisons.csv`).", ""]
+                  f"(`grid_comparisons.csv`). {holm_text('the comparisons at that value')}",
+                  ""]
         for value, part in comparisons.groupby(GRID_COLUMN):
             parts += [f"### {key} = {value_text(value, key)}", "", "Findings (from the table below alone):", "",
                       *findings(part), "", markdown_table(comparison_wide(part)), ""]

@@ -12,6 +12,12 @@ ratios with a paired Student-t interval on their logarithms, and the verdict say
 "worse" only when that interval excludes 1. The probability of improvement (Agarwal et al., 2021)
 is the chance that a seed of A has the lower error than a seed of B (ties count half).
 
+Each interval holds its level on its own; a report makes dozens of comparisons, so some verdicts
+among those where two models are equal would come by chance. `holm` adjusts the paired t-tests'
+p-values over a family of comparisons (Holm, 1979: valid whatever their dependence): a verdict
+whose adjusted p-value is below 1 - LEVEL holds with at most that chance of any false verdict in
+the family.
+
 The aggregate score of a model is its error relative to the `persistence` floor, per run (env,
 horizon, seed): `error at the last step / persistence's error at the last step` of the same env,
 horizon and seed (the same start states): 1 is no better than predicting that nothing moves, 0 is
@@ -79,6 +85,7 @@ class Comparison:
     p_improvement: float  # P(a seed of A has the lower error than a seed of B), ties half
     p_low: float  # its percentile-bootstrap interval over paired seeds (coarse at few seeds)
     p_high: float
+    p_value: float  # two-sided paired t-test of the log ratios against 0 (below 1 - LEVEL: the interval excludes 1)
 
     @property
     def verdict(self) -> str:
@@ -108,15 +115,43 @@ def compare(a, b, level: float = LEVEL, seed: int = 0, strata=None) -> Compariso
     groups = [np.flatnonzero(np.asarray(strata) == s) for s in dict.fromkeys(strata)] if strata is not None \
         else [np.arange(len(a))]
     improvement = lambda picks: float(np.mean([probability_of_improvement(a[i], b[i]) for i in picks]))  # noqa: E731
-    centre, low, high = mean_interval(np.log(a) - np.log(b), level)
+    logs = np.log(a) - np.log(b)
+    centre, low, high = mean_interval(logs, level)
     p = improvement(groups)
     if len(a) < 2:
-        return Comparison(1, float(np.exp(centre)), float("nan"), float("nan"), p, float("nan"), float("nan"))
+        nan = float("nan")
+        return Comparison(1, float(np.exp(centre)), nan, nan, p, nan, nan, nan)
     rng = np.random.default_rng(seed)
     resampled = [improvement([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(BOOTSTRAP_RESAMPLES)]
     p_low, p_high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
     return Comparison(len(a), float(np.exp(centre)), float(np.exp(low)), float(np.exp(high)), p, float(p_low),
-                      float(p_high))
+                      float(p_high), paired_t_p_value(logs))
+
+
+def paired_t_p_value(differences) -> float:
+    """Two-sided p-value of the t-test of the mean of `differences` against 0 (the test behind
+    `mean_interval`: p < 1 - level exactly when the interval excludes 0). Equal nonzero differences
+    give 0, all zero 1; one difference gives NaN."""
+    d = np.asarray(differences, dtype=np.float64)
+    if len(d) < 2:
+        return float("nan")
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    if se == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    return float(2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm, 1979) over the family `p_values`; NaN (a comparison of
+    one seed) stays NaN and is not counted in the family. Rejecting where the adjusted value is below
+    alpha keeps the chance of any false rejection in the family at most alpha."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
 
 
 # ----------------------------------------------------------------------------- the aggregate score
