@@ -21,9 +21,9 @@ def holm_text(family: str) -> str:
     """What `Holm p` is, for a family of comparisons (`this report's comparisons`)."""
     return (f"Each interval holds its {LEVEL:.0%} on its own, and there are many: among comparisons of two models "
             f"that are in fact equal, about 1 in {1 / FAMILY_ALPHA:.0f} would show a verdict by chance. `Holm p` is "
-            f"each comparison's paired t-test p-value adjusted over all of {family} (Holm 1979); the verdicts whose "
-            f"Holm p is below {FAMILY_ALPHA:.2g} are wrong, any of them, with a chance of at most {FAMILY_ALPHA:.0%}, "
-            "and a finding marks the others *not after Holm*.")
+            f"each comparison's paired t-test p-value adjusted over all of {family} (Holm 1979): the chance that any "
+            f"verdict with Holm p below {FAMILY_ALPHA:.2g} is wrong is at most {FAMILY_ALPHA:.0%}, and a finding "
+            "marks the other verdicts *not after Holm*.")
 
 
 def provenance_table(sel: Selection) -> pd.DataFrame:
@@ -231,8 +231,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
                   "over seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
                   "loses less accuracy than that model (more robust), and the verdict says so only where the "
                   "interval excludes 1 (`grid_robustness.csv`). `Holm p`: each row's paired t-test p-value adjusted "
-                  "over every row of its table (Holm 1979; a verdict with Holm p below 0.05 holds for the whole "
-                  "table).", "", markdown_table(growth), ""]
+                  f"over every row of its table (Holm 1979; a verdict with Holm p below {FAMILY_ALPHA:.2g} holds for the "
+                  "whole table).", "", markdown_table(growth), ""]
         parts += [markdown_table(versus), ""] if len(versus) else []
     if "aggregate" in sections:
         parts += ["## Aggregate score", "![aggregate score against the key](grid_aggregate.png)", "",
