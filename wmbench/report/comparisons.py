@@ -62,9 +62,9 @@ def with_holm(comparisons: pd.DataFrame) -> pd.DataFrame:
     return comparisons.assign(p_holm=holm(comparisons["p_value"].to_numpy(dtype=np.float64)))
 
 
-def holds_for_family(rows: pd.DataFrame) -> pd.Series:
-    """Whether each row's verdict (better or worse) survives Holm's adjustment over its table."""
-    return rows["verdict"].isin(["better", "worse"]) & (rows["p_holm"] < FAMILY_ALPHA)
+def not_after_holm(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row has a verdict (better or worse) that does not survive Holm's adjustment over its table."""
+    return rows["verdict"].isin(["better", "worse"]) & ~(rows["p_holm"] < FAMILY_ALPHA)
 
 
 def report_comparisons(sel: Selection, metric: str = "mse") -> pd.DataFrame:
@@ -124,11 +124,10 @@ def findings(comparisons: pd.DataFrame) -> list[str]:
 
 def _where(rows: pd.DataFrame) -> str:
     """`hopper (0.85 [0.70, 1.03], n=3), all envs (...)`: where, with the ratio and its interval."""
-    def one(r, holds: bool) -> str:
+    def one(r, chance: bool) -> str:
         interval = "" if np.isnan(r.ratio_low) else f" [{r.ratio_low:.2f}, {r.ratio_high:.2f}]"
-        chance = "; not after Holm" if r.verdict in ("better", "worse") and not holds else ""
-        return f"{r.panel} ({r.ratio:.2f}x{interval}, n={r.n}{chance})"
-    return ", ".join(one(r, holds) for r, holds in zip(rows.itertuples(), holds_for_family(rows)))
+        return f"{r.panel} ({r.ratio:.2f}x{interval}, n={r.n}{'; not after Holm' if chance else ''})"
+    return ", ".join(one(r, chance) for r, chance in zip(rows.itertuples(), not_after_holm(rows)))
 
 
 def named(sel: Selection, name: str) -> list[str]:
