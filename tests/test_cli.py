@@ -112,7 +112,7 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--env", "ant"], "unknown env 'ant'; choose one of: halfcheetah, hopper, walker2d"),
     (["--profile", "huge"], "unknown profile 'huge'; choose one of: paper, quick, smoke"),
     (["--horizon", "0"], "--horizon must be a number of steps from 1"),
-    (["--n-trajectories", "-3"], "evaluate.n_trajectories must be >= 1"),
+    (["--n-trajectories", "-3"], "evaluate.n_trajectories must be >= 1 and <= 1,000,000, got -3 (from --n-trajectories)"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--dataset", "mujoco/hopper/medium-v0"], "minari download mujoco/hopper/medium-v0"),
     (["--env", "walker2d", "--no-make"], "wmbench data make walker2d"),
@@ -124,7 +124,9 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--seed", "-1"], "--seed must be from 0 to"),
     (["--seed", "99999999999999999999"], "--seed must be from 0 to"),
     (["--horizon", "100000000"], "--horizon must be a number of steps from 1 to 10000"),
-    (["--n-trajectories", "100000000000"], "evaluate.n_trajectories must be >= 1 and <= 1e+06"),
+    (["--n-trajectories", "100000000000"], "evaluate.n_trajectories must be >= 1 and <= 1,000,000"),
+    (["--n-trajectories", "5", "--set", "evaluate.n_trajectories=0"],
+     "got 0 (from the profile or --set evaluate.n_trajectories=...)"),  # --set wins over the flag
     (["--n-trajectories", "1000000", "--horizon", "2000"], "GiB of memory; a cell is limited to"),
     (["--model", "polygrad", "--set", "polygrad.width=-4"], "polygrad.width must be >= 1, got -4"),
     (["--model", "polygrad", "--set", "polygrad.width=0"], "polygrad.width must be >= 1, got 0"),
@@ -319,6 +321,8 @@ def test_reading_commands_say_what_the_store_lacks(monkeypatch, capsys, tmp_path
         code, _, err = run_main(monkeypatch, capsys, *args, "--results", str(store.root.parent))
         assert code == 2 and err.strip() == "wmbench: error: the results store is empty: run `wmbench evaluate` " \
                                             "or `wmbench sweep` first", err
+    code, _, err = run_main(monkeypatch, capsys, "compare", "polygrad", "linear", "--results", str(store.root.parent))
+    assert code == 2 and f"no evaluation results in {store.root.parent}: run `wmbench evaluate`" in err, err
     rows = pd.DataFrame({"metric": ["mse"], "step": [1], "value": [0.5], "n_trajectories": [16]})
     for model, env in (("linear", "hopper"), ("polygrad", "walker2d")):
         store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", "smoke", 1, 0), rows)

@@ -147,6 +147,7 @@ def test_smoke_runs_of_a_world_model_and_ppo_store_the_same_rows(rl_home):
     (["--model", "ppo", "--set", "rl.eval_every=0"], "rl.eval_every must be >= 1, got 0"),
     (["--model", "ppo", "--set", "ppo.batch_size=1"], "ppo.batch_size must be >= 2"),
     (["--model", "ppo", "--seed", "-3"], "--seed must be from 0 to"),
+    (["--model", "ppo", "--env-steps", "0"], "rl.env_steps must be >= 1, got 0 (from --env-steps)"),
     (["--model", "ppo", "--env", "pong"], "unknown env"),
 ])
 def test_bad_settings_get_one_line(rl_home, monkeypatch, capsys, args, message):

@@ -80,12 +80,18 @@ def valid_values(field: dataclasses.Field) -> str:
     bounds = {">=": field.metadata.get("low"), ">": field.metadata.get("above"), "<=": field.metadata.get("high")}
     if field.metadata.get("choices"):
         return "one of: " + ", ".join(field.metadata["choices"])
-    return " and ".join(f"{op} {bound:g}" for op, bound in bounds.items() if bound is not None)
+    return " and ".join(f"{op} {_number(bound)}" for op, bound in bounds.items() if bound is not None)
 
 
-def check_config(config: Any, section: str) -> None:
+def _number(value: float) -> str:
+    """A bound as a reader writes it: 1,000,000 rather than 1e+06; 0.0003 as it is."""
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def check_config(config: Any, section: str, flags: frozenset[str] = frozenset()) -> None:
     """Every field of a built config within its declared valid values, and the fields that constrain one
-    another consistent (a config's `problem()`, if it has one); one line naming the first that is not."""
+    another consistent (a config's `problem()`, if it has one); one line naming the first that is not, and
+    where the value came from (`flags`: the fields a command-line option of their own set)."""
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         if meta.get("choices"):
@@ -97,8 +103,10 @@ def check_config(config: Any, section: str) -> None:
         else:
             bad = False
         if bad:
+            source = (f"from --{f.name.replace('_', '-')}" if f.name in flags
+                      else f"from the profile or --set {section}.{f.name}=...")
             raise UsageError(f"{section}.{f.name} must be {valid_values(f) or 'a finite number'}, got {value!r} "
-                             f"(from the profile or --set {section}.{f.name}=...)")
+                             f"({source})")
     problem = config.problem() if hasattr(config, "problem") else None  # settings that hold only together
     if problem:
         raise UsageError(f"{section}: {problem} (from the profile or --set {section}.KEY=...)")
@@ -262,15 +270,17 @@ def build_config(config_cls: type[T], profile: str, section: str, overrides: tup
     values = {key: value for key, value in table.items() if key not in subtables}
     values.update(subtables.get(f"h{horizon}", {}))
     values.update(subtables.get(env, {}))
-    values.update({k: v for k, v in explicit.items() if v is not None})
-    values.update(parse_overrides(tuple(overrides)).get(section, {}))
+    given = {k: v for k, v in explicit.items() if v is not None}
+    values.update(given)
+    overridden = parse_overrides(tuple(overrides)).get(section, {})
+    values.update(overridden)
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"profile {profile!r}, [{section}]: unknown keys {', '.join(unknown)}; "
                          f"valid keys: {', '.join(sorted(known))}")
     config = config_cls(**values)
-    check_config(config, section)
+    check_config(config, section, frozenset(given) - set(overridden))
     return config
 
 

@@ -70,11 +70,13 @@ def compare(
     from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
 
     existing_folder(results)
-    table = ResultsStore(results).read(env=env, horizon=horizon)
+    store = ResultsStore(results)
+    table = store.read(env=env, horizon=horizon)
     table = table[~table["dataset"].isin([BENCH_DATASET, RL_DATASET])]
     if table.empty:
-        raise UsageError("no evaluation results in the store" + (f" for env {env}" if env else "")
-                         + (f" at horizon {horizon}" if horizon else ""))
+        raise UsageError(f"no evaluation results in {store.root}" + (f" for env {env}" if env else "")
+                         + (f" at horizon {horizon}" if horizon else "")
+                         + ": run `wmbench evaluate` or `wmbench sweep` for both models first")
     sel = Selection.from_store(table, profile and profile_label(profile))
     if sel.metric(metric).empty:
         raise UsageError(f"no {metric!r} rows in the store; metrics: mse, mse_alive, mse_norm, reward_mse, ...")
