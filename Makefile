@@ -74,7 +74,7 @@ reference-study: install
 ENTROPY_STORE := reports/entropy/results
 entropy-study: install
 	WMBENCH_RESULTS=$(ENTROPY_STORE) $(BIN)/wmbench sweep --models polygrad,ar-diffusion-2row --envs hopper,halfcheetah \
-		--policy behaviour --policy-std 0.05,0.1,0.2,0.4 --seeds 0,1,2 --workers $(STUDY_WORKERS)
+		--policy behaviour --policy-std 0.05,0.1,0.2,0.4 --seeds 0,1,2,3,4 --workers $(STUDY_WORKERS)
 	$(BIN)/wmbench report --against policy_std --results $(ENTROPY_STORE) --out reports/entropy
 
 # One GPU machine, minutes, no network needed: the gpu tests, paper-size generation and training (fp32, bf16,
