@@ -266,6 +266,18 @@ def test_models_lists_registered_models_with_their_config(monkeypatch, capsys):
     assert "compile = false" in out and "precision = \"fp32\"" in out, "defaults as --set and TOML write them"
 
 
+def test_a_default_sweep_evaluates_the_reference_models():
+    """`wmbench sweep` with no --models sweeps what `make reference-study` sweeps: the reference's models."""
+    from pathlib import Path
+
+    from wmbench.cli.run import REFERENCE_MODELS
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    make_models = next(line.split(":=")[1].strip() for line in makefile.splitlines()
+                       if line.startswith("REFERENCE_MODELS"))
+    assert sorted(make_models.split(",")) == sorted(REFERENCE_MODELS.split(","))
+
+
 def test_help_explains_the_commands(monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "evaluate", "--help")
     assert code == 0 and "--horizon" in out and "smoke" in out
