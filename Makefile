@@ -73,7 +73,7 @@ reference-study: install
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
 ENTROPY_STORE := reports/entropy/results
 entropy-study: install
-	WMBENCH_RESULTS=$(ENTROPY_STORE) $(BIN)/wmbench sweep --models polygrad,ar-diffusion-2row --envs hopper,halfcheetah \
+	WMBENCH_RESULTS=$(ENTROPY_STORE) $(BIN)/wmbench sweep --models polygrad,ar-diffusion-2row --envs hopper,halfcheetah,walker2d \
 		--policy behaviour --policy-std 0.05,0.1,0.2,0.4 --seeds 0,1,2,3,4 --workers $(STUDY_WORKERS)
 	$(BIN)/wmbench report --against policy_std --results $(ENTROPY_STORE) --out reports/entropy
 
