@@ -343,6 +343,11 @@ def test_reading_commands_say_what_the_store_lacks(monkeypatch, capsys, tmp_path
     assert code == 0 and list(pd.read_csv(io.StringIO(out))["model"]) == ["linear"]
     code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--env", "mars")
     assert code == 2 and err.strip() == "wmbench: error: no stored row has env 'mars'; the store's: hopper, walker2d"
+    dims = pd.DataFrame({"metric": ["mse_dim[torso angle]", "mse_dim[thigh angle]"], "step": [1, 1], "value": [0.1, 0.2],
+                         "n_trajectories": [16, 16]})
+    store.write(Cell("linear", "hopper", "wmbench/hopper/random-v0", "bc", "smoke", 2, 0), dims)
+    code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--metric", "mse_dimm")
+    assert code == 2 and err.strip().endswith("the store's: mse, mse_dim[...]"), "a family of names is one entry"
     code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--env", "hopper",
                             "--model", "polygrad")
     assert code == 2 and "no stored row matches these filters together" in err

@@ -49,6 +49,24 @@ def test_comparison_rows_are_the_paired_statistics_of_the_stored_numbers(tmp_pat
     assert early.loc["hopper", "ratio"] == pytest.approx(hopper["ratio"]) and (early["step"] == 1).all()
 
 
+def test_envs_pool_per_policy_so_that_no_run_counts_twice(tmp_path):
+    """Two policies evaluate the same seeds' models from the same start states: pooling both panels of an
+    env would count each run twice. The envs pool per policy, and one env alone pools nothing."""
+    store = write_store(tmp_path)
+    for env, ratios in RATIOS.items():
+        for seed, ratio in zip(SEEDS, ratios):
+            for model, last in (("ar-diffusion", 1.0 + seed), ("polygrad", (1.0 + seed) * ratio ** 2)):
+                rows = pd.DataFrame({"metric": "mse", "step": [10], "value": [last], "n_trajectories": 16})
+                store.write(Cell(model, env, f"wmbench/{env}/random-v0", "behaviour-std0.2", "quick", 10, seed), rows)
+    rows = comparison_rows(Selection.from_store(store.read()), "polygrad", "ar-diffusion").set_index("panel")
+    pooled = rows.loc[["all envs · bc", "all envs · behaviour-std0.2"]]
+    assert list(pooled["n"]) == [8, 8] and rows["n"].max() == 8
+    every_ratio = np.log(RATIOS["hopper"] + RATIOS["halfcheetah"])
+    assert pooled["ratio"].to_numpy() == pytest.approx(np.exp([every_ratio.mean(), 2 * every_ratio.mean()]))
+    one_env = Selection.from_store(store.read(env="hopper"))
+    assert not comparison_rows(one_env, "polygrad", "ar-diffusion")["panel"].str.startswith("all envs").any()
+
+
 def test_the_stratified_probability_of_improvement_is_the_mean_over_strata():
     a, b = np.array([1.0, 1.0, 20.0, 20.0]), np.array([2.0, 2.0, 30.0, 30.0])  # A better in both envs
     assert compare(a, b).p_improvement == pytest.approx(0.75)  # pooled: 20 > 2 counts against A
@@ -97,4 +115,4 @@ def test_compare_command(tmp_path, monkeypatch, capsys):
     assert code == 2 and "no results of model 'nope'" in err
     code, _, err = run_main(monkeypatch, capsys, "compare", "polygrad", "linear", "--results", str(store.root),
                             "--step", "11")
-    assert code == 2 and "share no" in err
+    assert code == 2 and "no mse at step 11: the store's cells end at step 10" in err

@@ -21,6 +21,14 @@ def existing_folder(results: Optional[Path]) -> None:
         raise UsageError(f"results folder {results} does not exist")
 
 
+def listing(values) -> str:
+    """Stored values for a message, a family of names like `mse_dim[torso angle]` as one `mse_dim[...]` entry."""
+    names = sorted(map(str, values))
+    families = {name.split("[")[0] for name in names if name.endswith("]") and "[" in name}
+    shown = [name for name in names if name.split("[")[0] not in families or "[" not in name]
+    return ", ".join(sorted(shown + [f"{family}[...]" for family in families]))
+
+
 @app.command()
 def report(
     results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/; the "
@@ -84,6 +92,10 @@ def compare(
     frames = [comparison_rows(sel, x, y, metric, step) for x in named(sel, a) for y in named(sel, b) if x != y]
     frames = [f for f in frames if not f.empty]
     if not frames:
+        steps = sel.metric(metric)["step"]
+        if step and step > steps.max():
+            raise UsageError(f"no {metric} at step {step}: the store's cells end at step {steps.max()} "
+                             "(--step counts from 1 to the horizon)")
         raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
                          "with the same seeds")
     rows = with_holm(pd.concat(frames, ignore_index=True))  # the rows shown are one family
@@ -143,8 +155,7 @@ def results(
     filters = {column: wanted for column, wanted in asked.items() if wanted is not None}
     for column, wanted in filters.items():
         if wanted not in set(table[column]):
-            held = ", ".join(sorted(map(str, set(table[column]))))
-            raise UsageError(f"no stored row has {column} {wanted!r}; the store's: {held}")
+            raise UsageError(f"no stored row has {column} {wanted!r}; the store's: {listing(set(table[column]))}")
     for column, wanted in filters.items():
         table = table[table[column] == wanted]
     if overrides is not None:

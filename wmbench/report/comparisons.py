@@ -10,6 +10,8 @@ compares PolyGRAD (the paper's method) with every other model and every learned 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -38,18 +40,28 @@ def paired(sel: Selection, a: str, b: str, metric: str = "mse", step: int | None
 
 def comparison_rows(sel: Selection, a: str, b: str, metric: str = "mse", step: int | None = None,
                     aggregate: bool = True) -> pd.DataFrame:
-    """One row per (panel, horizon) where both models have a seed (`COLUMNS`); with `aggregate` and
-    several panels, also one row over all of them (`ALL_PANELS`; strata: the panels)."""
+    """One row per (panel, horizon) where both models have a seed (`COLUMNS`); with `aggregate`, also the
+    envs pooled (`pooled_groups`; strata: the panels)."""
     pairs = paired(sel, a, b, metric, step)
     rows = []
     for (panel, horizon), part in pairs.groupby(["panel", "horizon"]):
         rows.append(_row(metric, panel, horizon, step, a, b, compare(part["a"], part["b"])))
     if aggregate:
-        for horizon, part in pairs.groupby("horizon"):
-            if part["panel"].nunique() > 1:
-                rows.append(_row(metric, ALL_PANELS, horizon, step, a, b,
-                                 compare(part["a"], part["b"], strata=part["panel"].to_numpy())))
+        for panel, horizon, part in pooled_groups(pairs):
+            rows.append(_row(metric, panel, horizon, step, a, b,
+                             compare(part["a"], part["b"], strata=part["panel"].to_numpy())))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def pooled_groups(pairs: pd.DataFrame) -> Iterator[tuple[str, int, pd.DataFrame]]:
+    """`(label, horizon, rows)` for each pooled comparison of `pairs` (a `panel`, `horizon` and `seed` per row):
+    the envs pooled per horizon and per setting that splits an env into panels (policy, dataset or
+    precision: `hopper · bc`), so that no seed counts once per panel of one env (those share start
+    states, and often the trained model: they are not independent runs); only where several envs pool."""
+    setting = pairs["panel"].map(lambda panel: panel.partition(" · ")[2])  # what a panel adds to its env
+    for (horizon, extra), part in pairs.groupby([pairs["horizon"], setting]):
+        if part["panel"].nunique() > 1:
+            yield ALL_PANELS + (f" · {extra}" if extra else ""), horizon, part
 
 
 def _row(metric, panel, horizon, step, a, b, c: Comparison) -> list:

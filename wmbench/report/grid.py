@@ -21,7 +21,7 @@ import pandas as pd
 from wmbench.cells import BEHAVIOUR_LABEL
 from wmbench.config import section_class
 from wmbench.errors import UsageError
-from wmbench.report.comparisons import ALL_PANELS, METHOD, p_text, report_comparisons, with_holm
+from wmbench.report.comparisons import METHOD, p_text, pooled_groups, report_comparisons, with_holm
 from wmbench.report.select import EMPTY_STORE, Selection, base_model
 from wmbench.report.stats import FLOOR, compare, summarise
 from wmbench.report.tables import aggregate_scores, calibration_wide, interval_text
@@ -239,14 +239,13 @@ def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
 
 
 def _compared(a: pd.Series, b: pd.Series | None, value, reference: pd.Series, name_a: str, name_b: str) -> list[list]:
-    """Rows of `ROBUSTNESS_COLUMNS` per (panel, horizon) and pooled over panels: `a` against `b`
+    """Rows of `ROBUSTNESS_COLUMNS` per (panel, horizon) and pooled over envs: `a` against `b`
     (against 1 when `b` is None), paired over the seeds both have; `reference`: each panel's."""
     pair = pd.concat([a.rename("a"), (a * 0 + 1 if b is None else b).rename("b")], axis=1).dropna().reset_index()
     rows = []
     groups = [(panel, horizon, part) for (panel, horizon), part in pair.groupby(["panel", "horizon"])]
-    groups += [(ALL_PANELS, horizon, part) for horizon, part in pair.groupby("horizon") if part["panel"].nunique() > 1]
-    for panel, horizon, part in groups:
-        c = compare(part["a"], part["b"], strata=part["panel"].to_numpy() if panel == ALL_PANELS else None)
+    for panel, horizon, part in groups + list(pooled_groups(pair)):
+        c = compare(part["a"], part["b"], strata=part["panel"].to_numpy() if part["panel"].nunique() > 1 else None)
         rows.append([panel, int(horizon), value, reference.get(panel, np.nan), name_a, name_b, c.n, c.ratio, c.low,
                      c.high, c.verdict, c.p_value, np.nan])
     return rows

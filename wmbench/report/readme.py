@@ -97,7 +97,8 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             "improvement (a seed of A has the lower error than a seed of B; Agarwal et al. 2021) with a "
             "percentile-bootstrap interval over the paired seeds (coarse at three seeds). Both at each horizon's "
             "last step, over all trajectories; *all envs* pools every env's seeds (the probability averaged over "
-            "envs). The verdict says *better* or *worse* only where the ratio's interval excludes 1. "
+            "envs; per policy, dataset or precision where those split an env into panels, so that no run counts "
+            "twice). The verdict says *better* or *worse* only where the ratio's interval excludes 1. "
             + holm_text("this report's comparisons")
             + " `wmbench compare A B` gives the same for any pair, step or metric (`comparisons.csv`).",
             "",
