@@ -112,7 +112,8 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--env", "ant"], "unknown env 'ant'; choose one of: halfcheetah, hopper, walker2d"),
     (["--profile", "huge"], "unknown profile 'huge'; choose one of: paper, quick, smoke"),
     (["--horizon", "0"], "--horizon must be a number of steps from 1"),
-    (["--n-trajectories", "-3"], "evaluate.n_trajectories must be >= 1 and <= 1,000,000, got -3 (from --n-trajectories)"),
+    (["--n-trajectories", "-3"],
+     "evaluate.n_trajectories must be >= 1 and <= 1,000,000, got -3 (from --n-trajectories)"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--dataset", "mujoco/hopper/medium-v0"], "minari download mujoco/hopper/medium-v0"),
     (["--env", "walker2d", "--no-make"], "wmbench data make walker2d"),
@@ -343,8 +344,8 @@ def test_reading_commands_say_what_the_store_lacks(monkeypatch, capsys, tmp_path
     assert code == 0 and list(pd.read_csv(io.StringIO(out))["model"]) == ["linear"]
     code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--env", "mars")
     assert code == 2 and err.strip() == "wmbench: error: no stored row has env 'mars'; the store's: hopper, walker2d"
-    dims = pd.DataFrame({"metric": ["mse_dim[torso angle]", "mse_dim[thigh angle]"], "step": [1, 1], "value": [0.1, 0.2],
-                         "n_trajectories": [16, 16]})
+    dims = pd.DataFrame({"metric": ["mse_dim[torso angle]", "mse_dim[thigh angle]"], "step": [1, 1],
+                         "value": [0.1, 0.2], "n_trajectories": [16, 16]})
     store.write(Cell("linear", "hopper", "wmbench/hopper/random-v0", "bc", "smoke", 2, 0), dims)
     code, _, err = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--metric", "mse_dimm")
     assert code == 2 and err.strip().endswith("the store's: mse, mse_dim[...]"), "a family of names is one entry"

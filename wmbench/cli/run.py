@@ -149,8 +149,8 @@ def render(
 def sweep(
     models: str = typer.Option(REFERENCE_MODELS, show_default=False,
                                help="Comma-separated model names (default: the reference's seven, "
-                                    f"{REFERENCE_MODELS.replace(',', ', ')}; the floors linear and persistence train in "
-                                    "seconds)."),
+                                    f"{REFERENCE_MODELS.replace(',', ', ')}; the floors linear and persistence "
+                                    "train in seconds)."),
     envs: str = typer.Option("halfcheetah,hopper,walker2d", help="Comma-separated envs."),
     horizons: str = typer.Option("10", help="Comma-separated horizons, e.g. 10,50,200."),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (the unit of replication; with 2 seeds a 95% t "

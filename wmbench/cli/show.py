@@ -23,10 +23,9 @@ def existing_folder(results: Optional[Path]) -> None:
 
 def listing(values) -> str:
     """Stored values for a message, a family of names like `mse_dim[torso angle]` as one `mse_dim[...]` entry."""
-    names = sorted(map(str, values))
-    families = {name.split("[")[0] for name in names if name.endswith("]") and "[" in name}
-    shown = [name for name in names if name.split("[")[0] not in families or "[" not in name]
-    return ", ".join(sorted(shown + [f"{family}[...]" for family in families]))
+    names = set(map(str, values))
+    indexed = {name for name in names if "[" in name and name.endswith("]")}
+    return ", ".join(sorted((names - indexed) | {name.split("[")[0] + "[...]" for name in indexed}))
 
 
 @app.command()
