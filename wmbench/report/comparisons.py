@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from wmbench.errors import UsageError
-from wmbench.report.select import Selection, base_model, ordered_models
+from wmbench.report.select import PANEL_SEPARATOR, Selection, base_model, ordered_models
 from wmbench.report.stats import LEVEL, Comparison, compare, holm
 
 METHOD = "polygrad"  # the paper's method: the report compares it with every other model
@@ -58,10 +58,10 @@ def pooled_groups(pairs: pd.DataFrame) -> Iterator[tuple[str, int, pd.DataFrame]
     the envs pooled per horizon and per setting that splits an env into panels (policy, dataset or
     precision: `hopper · bc`), so that no seed counts once per panel of one env (those share start
     states, and often the trained model: they are not independent runs); only where several envs pool."""
-    setting = pairs["panel"].map(lambda panel: panel.partition(" · ")[2])  # what a panel adds to its env
+    setting = pairs["panel"].map(lambda panel: panel.partition(PANEL_SEPARATOR)[2])  # what it adds to its env
     for (horizon, extra), part in pairs.groupby([pairs["horizon"], setting]):
         if part["panel"].nunique() > 1:
-            yield ALL_PANELS + (f" · {extra}" if extra else ""), horizon, part
+            yield ALL_PANELS + (PANEL_SEPARATOR + extra if extra else ""), horizon, part
 
 
 def _row(metric, panel, horizon, step, a, b, c: Comparison) -> list:

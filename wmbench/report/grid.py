@@ -245,7 +245,7 @@ def _compared(a: pd.Series, b: pd.Series | None, value, reference: pd.Series, na
     rows = []
     groups = [(panel, horizon, part) for (panel, horizon), part in pair.groupby(["panel", "horizon"])]
     for panel, horizon, part in groups + list(pooled_groups(pair)):
-        c = compare(part["a"], part["b"], strata=part["panel"].to_numpy() if part["panel"].nunique() > 1 else None)
+        c = compare(part["a"], part["b"], strata=part["panel"].to_numpy())  # one panel: one stratum, no strata
         rows.append([panel, int(horizon), value, reference.get(panel, np.nan), name_a, name_b, c.n, c.ratio, c.low,
                      c.high, c.verdict, c.p_value, np.nan])
     return rows

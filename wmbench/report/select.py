@@ -15,6 +15,7 @@ from wmbench.errors import UsageError
 MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "ar-diffusion-2row", "transformer", "mlp-ensemble",
                "linear", "persistence", "ppo")
 
+PANEL_SEPARATOR = " · "  # a panel's name: its env, then the policy, dataset or precision where those vary
 EMPTY_STORE = "the results store is empty: run `wmbench evaluate` or `wmbench sweep` first"
 
 
@@ -136,7 +137,7 @@ class Selection:
         check_one_version_per_dataset(rows)
         check_one_policy_per_label(rows)
         varies = [c for c in ("dataset", "policy", "precision") if rows.groupby("env")[c].nunique().max() > 1]
-        rows["panel"] = rows[["env", *varies]].astype(str).agg(" · ".join, axis=1)
+        rows["panel"] = rows[["env", *varies]].astype(str).agg(PANEL_SEPARATOR.join, axis=1)
         rows["per_horizon"] = _trained_per_horizon(rows)
         return cls(label_variants(rows), profile)
 
