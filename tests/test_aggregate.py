@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wmbench.report import write_report
+from wmbench.report.select import Selection
 from wmbench.report.stats import aggregate, iqm, normalised_scores, stratified_iqm
+from wmbench.report.tables import aggregate_scores, aggregate_wide
+from wmbench.results import Cell, ResultsStore
 
 
 def test_iqm_is_the_mean_of_the_middle_half_and_ignores_one_diverged_run():
@@ -58,3 +62,32 @@ def test_one_seed_per_env_gives_a_point_without_interval_and_a_fixed_stratum_is_
     point, low, high = stratified_iqm([np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0])])
     assert point == pytest.approx(iqm(np.array([0.0, 1, 2, 3, 10])))
     assert low < point < high
+
+
+def test_the_aggregate_pools_envs_per_policy_so_that_no_run_counts_twice(tmp_path):
+    """Two policies evaluate each seed's model from the same start states: one aggregate over both
+    panels of an env would count every run twice (and as if from four envs). Each policy has its own."""
+    store = ResultsStore(tmp_path)
+    score = {"bc": 0.5, "behaviour-std0.2": 2.0}  # the model's error over the floor's under each policy
+    for env in ("hopper", "halfcheetah"):
+        for policy, ratio in score.items():
+            for seed in range(3):
+                floor = 1.0 + seed  # the seed's start states: the same under either policy
+                for model, value in (("persistence", floor), ("polygrad", floor * ratio * (1 + seed / 10))):
+                    store.write(Cell(model, env, f"wmbench/{env}/random-v0", policy, "quick", 10, seed),
+                                pd.DataFrame({"metric": "mse", "step": [10], "value": [value], "n_trajectories": 16}))
+    scores = aggregate_scores(Selection.from_store(store.read()))
+    polygrad = scores[scores["model"] == "polygrad"].set_index("panel")
+    assert sorted(polygrad.index) == ["all envs · bc", "all envs · behaviour-std0.2"]
+    assert list(polygrad["n_envs"]) == [2, 2] and list(polygrad["n_runs"]) == [6, 6]
+    for policy, ratio in score.items():
+        runs = ratio * np.array([1, 1, 1.1, 1.1, 1.2, 1.2])  # three seeds on each of two envs
+        assert polygrad.loc[f"all envs · {policy}", "iqm"] == pytest.approx(iqm(runs))
+    wide = aggregate_wide(scores, ["polygrad", "persistence"])
+    assert list(wide.columns) == ["model", "envs", "h=10, all trajectories · bc",
+                                  "h=10, all trajectories · behaviour-std0.2"]
+    one_policy = aggregate_scores(Selection.from_store(store.read(policy="bc")))
+    assert set(one_policy["panel"]) == {"all envs"}
+    assert list(aggregate_wide(one_policy, ["polygrad"]).columns) == ["model", "envs", "h=10, all trajectories"]
+    write_report(store, tmp_path / "out")  # a figure axis and a table column per policy
+    assert "h=10, all trajectories · bc" in (tmp_path / "out" / "README.md").read_text()

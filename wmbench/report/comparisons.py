@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 
 from wmbench.errors import UsageError
-from wmbench.report.select import PANEL_SEPARATOR, Selection, base_model, ordered_models
+from wmbench.report.select import Selection, base_model, ordered_models, pooled_panel
 from wmbench.report.stats import LEVEL, Comparison, compare, holm
 
 METHOD = "polygrad"  # the paper's method: the report compares it with every other model
 LINEAR = "linear"  # the least a learned model should beat
 FLOORS = ("linear", "persistence")
-ALL_PANELS = "all envs"  # the aggregate row of a comparison over several panels
 COLUMNS = ["metric", "panel", "horizon", "step", "a", "b", "n", "ratio", "ratio_low", "ratio_high", "p_improvement",
            "p_low", "p_high", "verdict", "p_value", "p_holm"]
 FAMILY_ALPHA = 1 - LEVEL  # a verdict holds for its table when its Holm-adjusted p-value is below this
@@ -58,10 +57,9 @@ def pooled_groups(pairs: pd.DataFrame) -> Iterator[tuple[str, int, pd.DataFrame]
     the envs pooled per horizon and per setting that splits an env into panels (policy, dataset or
     precision: `hopper · bc`), so that no seed counts once per panel of one env (those share start
     states, and often the trained model: they are not independent runs); only where several envs pool."""
-    setting = pairs["panel"].map(lambda panel: panel.partition(PANEL_SEPARATOR)[2])  # what it adds to its env
-    for (horizon, extra), part in pairs.groupby([pairs["horizon"], setting]):
+    for (horizon, pooled), part in pairs.groupby([pairs["horizon"], pairs["panel"].map(pooled_panel)]):
         if part["panel"].nunique() > 1:
-            yield ALL_PANELS + (PANEL_SEPARATOR + extra if extra else ""), horizon, part
+            yield pooled, horizon, part
 
 
 def _row(metric, panel, horizon, step, a, b, c: Comparison) -> list:

@@ -16,6 +16,9 @@ from wmbench.report.stats import FLOOR, INTERVAL, LEVEL
 from wmbench.report.tables import ALIVE_WARNING
 from wmbench.results import markdown_table
 
+POOLING = ("Where a policy, dataset or precision splits an env into panels, envs pool per setting (`all envs · bc`): "
+           "an env's panels share its start states, and often its trained model, so no run counts twice.")
+
 
 def holm_text(family: str) -> str:
     """What `Holm p` is, for a family of comparisons (`this report's comparisons`)."""
@@ -82,7 +85,7 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             "trajectories (the paper's error); `envs` says over how many envs a score is taken (compare rows with "
             "the same count; tidy numbers: `aggregate_table.csv`). The alive error is not aggregated: each model's "
             "is taken over the trajectories its own actions keep alive, a different set per model (the floor's "
-            "included), so its ratio to the floor's would not compare like with like.",
+            f"included), so its ratio to the floor's would not compare like with like. {POOLING}",
             "",
             markdown_table(sections["aggregate"]),
             "",
@@ -238,7 +241,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
     if "aggregate" in sections:
         parts += ["## Aggregate score", "![aggregate score against the key](grid_aggregate.png)", "",
                   f"Each run's error at the horizon over the `{FLOOR}` floor's on the same env, seed and value, as the "
-                  "interquartile mean over envs and seeds with a stratified-bootstrap interval (`grid_aggregate.csv`).",
+                  "interquartile mean over envs and seeds with a stratified-bootstrap interval (`grid_aggregate.csv`). "
+                  f"{POOLING}",
                   ""]
     if "comparisons" in sections:
         comparisons = sections["comparisons"]

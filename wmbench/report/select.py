@@ -16,7 +16,16 @@ MODEL_ORDER = ("polygrad", "polygrad-transformer", "ar-diffusion", "ar-diffusion
                "linear", "persistence", "ppo")
 
 PANEL_SEPARATOR = " · "  # a panel's name: its env, then the policy, dataset or precision where those vary
+POOLED = "all envs"  # the panel of several envs pooled
 EMPTY_STORE = "the results store is empty: run `wmbench evaluate` or `wmbench sweep` first"
+
+
+def pooled_panel(panel: str) -> str:
+    """The panel that pools `panel` with the other envs' panels of its setting (`hopper · bc` -> `all envs · bc`):
+    an env's own panels (policies, datasets or precisions) share its start states, and often the trained
+    model, so they are never pooled as independent runs."""
+    _, separator, setting = panel.partition(PANEL_SEPARATOR)
+    return POOLED + separator + setting
 
 
 def model_colours(models) -> dict[str, tuple]:

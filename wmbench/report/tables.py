@@ -12,7 +12,7 @@ import pandas as pd
 from wmbench.envs import observation_names
 from wmbench.metrics import DIM_PREFIX
 from wmbench.paths import atomic_write_bytes
-from wmbench.report.select import Selection, at_own_horizon, ordered_models
+from wmbench.report.select import POOLED, Selection, at_own_horizon, ordered_models, pooled_panel
 from wmbench.report.stats import aggregate, normalised_scores, seeds_label, summarise
 from wmbench.results import markdown_table
 
@@ -87,26 +87,33 @@ AGGREGATE_METRICS = {"mse": "all trajectories"}
 
 
 def aggregate_scores(sel: Selection) -> pd.DataFrame:
-    """`[metric, model, horizon, iqm, ci_low, ci_high, n_envs, n_runs]`, the aggregate score of every
-    model over the selection's envs and seeds (empty without the `persistence` floor)."""
-    frames = [aggregate(normalised_scores(sel.rows, metric)).assign(metric=metric)
-              for metric in AGGREGATE_METRICS if not sel.metric(metric).empty]
+    """`[metric, panel, model, horizon, iqm, ci_low, ci_high, n_envs, n_runs]`, the aggregate score of every
+    model over the selection's envs and seeds, one per setting that splits the envs into panels (`all envs`,
+    or `all envs · bc` and so on: `select.pooled_panel`); empty without the `persistence` floor."""
+    frames = []
+    for metric in AGGREGATE_METRICS:
+        scores = normalised_scores(sel.rows, metric)
+        frames += [aggregate(part).assign(metric=metric, panel=pooled)
+                   for pooled, part in scores.groupby(scores["panel"].map(pooled_panel))]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame()
     order = {m: i for i, m in enumerate(ordered_models(pd.concat(frames)["model"]))}
-    return (pd.concat(frames, ignore_index=True)[["metric", "model", "horizon", "iqm", "ci_low", "ci_high", "n_envs",
-                                                  "n_runs"]]
-            .sort_values(["metric", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
+    return (pd.concat(frames, ignore_index=True)[["metric", "panel", "model", "horizon", "iqm", "ci_low", "ci_high",
+                                                  "n_envs", "n_runs"]]
+            .sort_values(["metric", "panel", "horizon", "model"],
+                         key=lambda c: c.map(order) if c.name == "model" else c)
             .reset_index(drop=True))
 
 
 def aggregate_wide(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    tidy = scores.rename(columns={"iqm": "mean", "horizon": "step", "metric": "panel"})
-    columns = [(m, h) for h in sorted(tidy["step"].unique()) for m in AGGREGATE_METRICS
-               if ((tidy["panel"] == m) & (tidy["step"] == h)).any()]
+    """A column per horizon, metric and pooled panel (`h=10, all trajectories · bc` where a setting splits the envs)."""
+    tidy = scores.rename(columns={"iqm": "mean", "horizon": "step"})
+    tidy["panel"] = tidy["metric"].map(AGGREGATE_METRICS) + tidy["panel"].str.removeprefix(POOLED)
+    columns = [(panel, h) for h in sorted(tidy["step"].unique())
+               for panel in dict.fromkeys(tidy.loc[tidy["step"] == h, "panel"])]
     wide = wide_table(tidy, [m for m in models if m in set(tidy["model"])], columns, coverage="n_envs",
-                      title=lambda metric, horizon: f"h={horizon}, {AGGREGATE_METRICS[metric]}")
+                      title=lambda panel, horizon: f"h={horizon}, {panel}")
     # a score over fewer envs than the others' is not comparable with theirs: say over how many
     wide.insert(1, "envs", wide["model"].map(scores.groupby("model")["n_envs"].max()).astype(int))
     return wide

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from wmbench.paths import atomic_write_bytes
+from wmbench.report.select import POOLED
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
@@ -22,6 +24,13 @@ def save(fig: plt.Figure, path: Path) -> Path:
 def panel_axes(n: int, rows: int = 1, height: float = 3.6, width: float = 4.4, **kwargs):
     fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False, layout="constrained", **kwargs)
     return fig, axes
+
+
+def aggregate_axes(scores: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """`(title, rows)` for each axis of an aggregate score's figure: one per horizon and pooled panel (a setting
+    that splits the envs, `all envs · bc`, has its own axis: its runs never pool with another setting's)."""
+    return [(f"h = {horizon}{panel.removeprefix(POOLED)}", part)
+            for (horizon, panel), part in scores.groupby(["horizon", "panel"])]
 
 
 def legend(fig: plt.Figure, axes) -> None:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from wmbench.report.figures.common import legend, panel_axes, save, slug
+from wmbench.report.figures.common import aggregate_axes, legend, panel_axes, save, slug
 from wmbench.report.select import Selection, ordered_models
 from wmbench.report.stats import INTERVAL, seeds_label, summarise
 from wmbench.report.tables import ALIVE_WARNING
@@ -46,12 +46,13 @@ def plot_mse_vs_step(sel: Selection, colours: dict, path: Path) -> Path:
 
 
 def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
-    horizons = sorted(scores["horizon"].unique())
+    scores = scores[scores["metric"] == "mse"]
+    axes_keys = aggregate_axes(scores)
     models = [m for m in ordered_models(scores["model"]) if m in set(scores["model"])]
-    label_room = 0.08 * max(map(len, models)) / len(horizons)  # inches for the model names on the y axis
-    fig, axes = panel_axes(len(horizons), height=0.45 * len(models) + 1.6, width=3.6 + label_room, sharey=True)
-    for ax, horizon in zip(axes[0], horizons):
-        part = scores[(scores["horizon"] == horizon) & (scores["metric"] == "mse")].set_index("model")
+    label_room = 0.08 * max(map(len, models)) / len(axes_keys)  # inches for the model names on the y axis
+    fig, axes = panel_axes(len(axes_keys), height=0.45 * len(models) + 1.6, width=3.6 + label_room, sharey=True)
+    for ax, (title, part) in zip(axes[0], axes_keys):
+        part = part.set_index("model")
         for y, model in enumerate(models):
             if model not in part.index:
                 continue
@@ -59,7 +60,7 @@ def plot_aggregate(scores: pd.DataFrame, colours: dict, path: Path) -> Path:
             ax.errorbar(r["iqm"], y, xerr=[[r["iqm"] - r["ci_low"]], [r["ci_high"] - r["iqm"]]],
                         color=colours[model], marker="o", ms=7, capsize=3, ls="none")
         ax.axvline(1.0, color="grey", lw=1, ls="--", label="persistence floor")
-        ax.set(xscale="log", title=f"h = {horizon}", xlabel="error at the last step /\npersistence's (IQM)")
+        ax.set(xscale="log", title=title, xlabel="error at the last step /\npersistence's (IQM)")
         ax.set_yticks(range(len(models)), models)
         ax.invert_yaxis()
     fig.legend(handles=[plt.Line2D([], [], color="grey", ls="--", label="persistence floor")],

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from wmbench.metrics import NORMAL_CLIP_FRACTION
-from wmbench.report.figures.common import legend, panel_axes, save
+from wmbench.report.figures.common import aggregate_axes, legend, panel_axes, save
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE
 from wmbench.report.select import ordered_models
 from wmbench.report.stats import FLOOR, INTERVAL, seeds_label
@@ -74,14 +74,13 @@ def plot_grid_errors(errors: pd.DataFrame, colours: dict, key: str, path: Path) 
 
 def plot_grid_aggregate(scores: pd.DataFrame, colours: dict, key: str, path: Path) -> Path:
     """The aggregate score (error over the persistence floor's, IQM over envs and seeds) against the key."""
-    horizons = sorted(scores["horizon"].unique())
-    fig, axes = panel_axes(len(horizons), height=3.6, width=6.5)
-    for ax, horizon in zip(axes[0], horizons):
-        part = scores[(scores["horizon"] == horizon) & (scores["metric"] == "mse") & (scores["model"] != FLOOR)]
-        for model in ordered_models(part["model"]):  # (the floor itself is 1 by definition)
+    scores = scores[(scores["metric"] == "mse") & (scores["model"] != FLOOR)]  # (the floor is 1 by definition)
+    axes_keys = aggregate_axes(scores)
+    fig, axes = panel_axes(len(axes_keys), height=3.6, width=6.5)
+    for ax, (title, part) in zip(axes[0], axes_keys):
+        for model in ordered_models(part["model"]):
             _line(ax, part[part["model"] == model].rename(columns={"iqm": "mean"}), colours[model], model)
-        ax.set(title=f"h = {horizon}", yscale="log",
-               ylabel=f"error / {FLOOR}'s (IQM)" if ax is axes[0][0] else None)
+        ax.set(title=title, yscale="log", ylabel=f"error / {FLOOR}'s (IQM)" if ax is axes[0][0] else None)
         _axis(ax, key, scores[GRID_COLUMN])
     fig.suptitle(f"Aggregate score against {key}\n(IQM over envs and seeds, 95% stratified-bootstrap interval)")
     legend(fig, axes)
