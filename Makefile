@@ -55,13 +55,13 @@ STUDY_MODELS ?= polygrad,ar-diffusion-2row,ar-diffusion,mlp-ensemble,linear,pers
 STUDY_WORKERS ?= 1
 DATA_SIZE_STORE := reports/data-size/results
 data-size-study: install
-	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah \
+	WMBENCH_RESULTS=$(DATA_SIZE_STORE) $(BIN)/wmbench sweep --models $(STUDY_MODELS) --envs hopper,halfcheetah,walker2d \
 		--policy behaviour --seeds 0,1,2,3,4 --grid data.train_transitions=5000,20000,0 --workers $(STUDY_WORKERS)
 	$(BIN)/wmbench report --against data.train_transitions --results $(DATA_SIZE_STORE) --out reports/data-size
 
 # The reference store (issue 26): every model at h = 10, seeds 0-4, the three envs' SAC replay buffers, made here
-# first at one thread (hours on a CPU, one core per worker: rerun to resume). Hopper's and HalfCheetah's cells of
-# the six data-size models are the data-size study's full-size cells (same config hash).
+# first at one thread (hours on a CPU, one core per worker: rerun to resume). The cells of the six data-size
+# models are the data-size study's full-size cells on every env (same config hash, equal number for number).
 REFERENCE_STORE := reports/reference
 REFERENCE_MODELS := persistence,linear,mlp-ensemble,ar-diffusion,ar-diffusion-2row,transformer,polygrad
 reference-study: install
