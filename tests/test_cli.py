@@ -127,7 +127,7 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     (["--horizon", "100000000"], "--horizon must be a number of steps from 1 to 10000"),
     (["--n-trajectories", "100000000000"], "evaluate.n_trajectories must be >= 1 and <= 1,000,000"),
     (["--n-trajectories", "5", "--set", "evaluate.n_trajectories=0"],
-     "got 0 (from the profile or --set evaluate.n_trajectories=...)"),  # --set wins over the flag
+     "evaluate.n_trajectories must be >= 1 and <= 1,000,000, got 0 (from --set)"),  # --set wins over the flag
     (["--n-trajectories", "1000000", "--horizon", "2000"], "GiB of memory; a cell is limited to"),
     (["--model", "polygrad", "--set", "polygrad.width=-4"], "polygrad.width must be >= 1, got -4"),
     (["--model", "polygrad", "--set", "polygrad.width=0"], "polygrad.width must be >= 1, got 0"),
@@ -240,6 +240,10 @@ def test_data_commands(monkeypatch, capsys, tmp_path):
     (["--profile", "huge"], "unknown profile 'huge'"),
     (["--workers", "0"], "--workers must be from 1 to 256"),
     (["--batch-seeds", "--backend", "ray"], "--batch-seeds trains on this machine"),
+    (["--grid", "foo=1,2"], "--grid takes SECTION.KEY=V1,V2,..."),  # each error names the option it came from
+    (["--grid", "nosuch.key=1,2"], "unknown config section 'nosuch' in --grid"),
+    (["--grid", "policy.lr=abc,1"], "--grid policy.lr: expected a number"),
+    (["--grid", "data.train_transitions=-5,5000"], "data.train_transitions must be >= 0, got -5 (from --grid)"),
 ])
 def test_sweep_bad_input_fails_before_running_anything(monkeypatch, capsys, args, expected):
     code, out, err = run_main(monkeypatch, capsys, "sweep", "--profile", "smoke", *args)

@@ -88,21 +88,25 @@ def _number(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
+def out_of_range(field: dataclasses.Field, value: Any) -> bool:
+    """Whether `value` is outside the field's declared valid values (`valid_values`)."""
+    meta = field.metadata
+    if meta.get("choices"):
+        return value not in meta["choices"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (not math.isfinite(value) or abs(value) > MAX_NUMBER or (meta.get("low") is not None and value < meta["low"])
+                or (meta.get("above") is not None and value <= meta["above"])
+                or (meta.get("high") is not None and value > meta["high"]))
+    return False
+
+
 def check_config(config: Any, section: str, flags: frozenset[str] = frozenset()) -> None:
     """Every field of a built config within its declared valid values, and the fields that constrain one
     another consistent (a config's `problem()`, if it has one); one line naming the first that is not, and
     where the value came from (`flags`: the fields a command-line option of their own set)."""
     for f in dataclasses.fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        if meta.get("choices"):
-            bad = value not in meta["choices"]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            bad = (not math.isfinite(value) or abs(value) > MAX_NUMBER or (meta.get("low") is not None and value < meta["low"])
-                   or (meta.get("above") is not None and value <= meta["above"])
-                   or (meta.get("high") is not None and value > meta["high"]))
-        else:
-            bad = False
-        if bad:
+        value = getattr(config, f.name)
+        if out_of_range(f, value):
             source = (f"from --{f.name.replace('_', '-')}" if f.name in flags
                       else f"from the profile or --set {section}.{f.name}=...")
             raise UsageError(f"{section}.{f.name} must be {valid_values(f) or 'a finite number'}, got {value!r} "
@@ -196,13 +200,13 @@ def profile_description(profile: str) -> str:
 
 # ----------------------------------------------------------------------------- overrides
 
-def section_class(section: str) -> type:
+def section_class(section: str, flag: str = "--set") -> type:
     """The config class of a declared section: a registered model's `Config`, or a `SECTIONS` entry."""
     if section in MODEL_SECTIONS:
         return MODEL_SECTIONS[section]
     if section in SECTIONS:
         return SECTIONS[section]
-    raise UsageError(f"unknown config section {section!r} in --set; choose one of: "
+    raise UsageError(f"unknown config section {section!r} in {flag}; choose one of: "
                      f"{', '.join(sorted(SECTIONS) + sorted(MODEL_SECTIONS))}")
 
 
@@ -214,7 +218,7 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _check_value(section: str, key: str, value: Any, default: Any) -> Any:
+def _check_value(section: str, key: str, value: Any, default: Any, flag: str = "--set") -> Any:
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(value, bool) and isinstance(default, bool)
     elif isinstance(default, float) and isinstance(value, int):
@@ -224,24 +228,31 @@ def _check_value(section: str, key: str, value: Any, default: Any) -> Any:
     if not ok:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                 "list": "a list"}.get(type(default).__name__, type(default).__name__)
-        raise UsageError(f"--set {section}.{key}: expected {kind} (like {json.dumps(default)}), got {value!r}")
+        raise UsageError(f"{flag} {section}.{key}: expected {kind} (like {json.dumps(default)}), got {value!r}")
     return value
 
 
 @functools.cache
-def parse_overrides(overrides: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """`("polygrad.train_steps=7", ...)` -> `{"polygrad": {"train_steps": 7}}`, every key checked."""
+def parse_overrides(overrides: tuple[str, ...], flag: str = "--set") -> dict[str, dict[str, Any]]:
+    """`("polygrad.train_steps=7", ...)` -> `{"polygrad": {"train_steps": 7}}`, every key, type and bound checked;
+    an error names `flag`, the option that gave the overrides."""
     parsed: dict[str, dict[str, Any]] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
-            raise UsageError(f"--set takes SECTION.KEY=VALUE (e.g. polygrad.train_steps=20000), got {item!r}")
-        defaults = {field: default for field, default, _ in field_docs(section_class(section))}
+            raise UsageError(f"{flag} takes SECTION.KEY=VALUE (e.g. polygrad.train_steps=20000), got {item!r}")
+        config_cls = section_class(section, flag)
+        fields = {f.name: f for f in dataclasses.fields(config_cls)}
+        defaults = {field: default for field, default, _ in field_docs(config_cls)}
         if name not in defaults:
-            raise UsageError(f"unknown key {name!r} in --set {section}.{name}; valid keys of [{section}]: "
+            raise UsageError(f"unknown key {name!r} in {flag} {section}.{name}; valid keys of [{section}]: "
                              f"{', '.join(sorted(defaults))}")
-        parsed.setdefault(section, {})[name] = _check_value(section, name, _parse_value(text.strip()), defaults[name])
+        value = _check_value(section, name, _parse_value(text.strip()), defaults[name], flag)
+        if out_of_range(fields[name], value):
+            raise UsageError(f"{section}.{name} must be {valid_values(fields[name]) or 'a finite number'}, "
+                             f"got {value!r} (from {flag})")
+        parsed.setdefault(section, {})[name] = value
     return parsed
 
 

@@ -49,15 +49,16 @@ def grid(models: Iterable[str], envs: Iterable[str], horizons: Iterable[int], se
 
 
 def grid_axis(axis: str) -> tuple[str, ...]:
-    """`SECTION.KEY=V1,V2` -> `("SECTION.KEY=V1", "SECTION.KEY=V2")`, each checked as `--set` checks it."""
+    """`SECTION.KEY=V1,V2` -> `("SECTION.KEY=V1", "SECTION.KEY=V2")`, each checked as `--set` checks its value."""
     key, sep, values = axis.partition("=")
     items = tuple(f"{key.strip()}={value.strip()}" for value in values.split(",") if value.strip())
-    if not sep or not items:
+    _, dot, name = key.strip().partition(".")
+    if not sep or not items or not dot or not name:
         raise UsageError(f"--grid takes SECTION.KEY=V1,V2,... (e.g. data.train_transitions=5000,20000), got {axis!r}")
     if len(set(items)) < len(items):
         raise UsageError(f"--grid {axis}: a value is given twice")
     for item in items:
-        parse_overrides((item,))
+        parse_overrides((item,), flag="--grid")
     return items
 
 
