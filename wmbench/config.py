@@ -94,7 +94,8 @@ def out_of_range(field: dataclasses.Field, value: Any) -> bool:
     if meta.get("choices"):
         return value not in meta["choices"]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (not math.isfinite(value) or abs(value) > MAX_NUMBER or (meta.get("low") is not None and value < meta["low"])
+        return (not math.isfinite(value) or abs(value) > MAX_NUMBER
+                or (meta.get("low") is not None and value < meta["low"])
                 or (meta.get("above") is not None and value <= meta["above"])
                 or (meta.get("high") is not None and value > meta["high"]))
     return False
