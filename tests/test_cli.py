@@ -343,6 +343,8 @@ def test_reading_commands_say_what_the_store_lacks(monkeypatch, capsys, tmp_path
     rows = pd.DataFrame({"metric": ["mse"], "step": [1], "value": [0.5], "n_trajectories": [16]})
     for model, env in (("linear", "hopper"), ("polygrad", "walker2d")):
         store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", "smoke", 1, 0), rows)
+    code, _, err = run_main(monkeypatch, capsys, "compare", "linear", "linear", "--results", str(store.root))
+    assert code == 2 and "the store has one linear: compare two models" in err, err
     code, out, _ = run_main(monkeypatch, capsys, "results", "--results", str(store.root), "--format", "csv",
                             "--env", "hopper")
     assert code == 0 and list(pd.read_csv(io.StringIO(out))["model"]) == ["linear"]

@@ -1,10 +1,12 @@
 """`wmbench report` on a synthetic results store whose numbers are known."""
 
+import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_cli import run_main
 
 from wmbench.envs import observation_names
 from wmbench.errors import UsageError
@@ -249,7 +251,7 @@ def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(
     assert (out / "learning_curves.png").stat().st_size > 10_000 and (out / "aggregate.png").stat().st_size > 10_000
 
 
-def test_two_configs_of_a_model_in_one_panel_are_two_named_models_not_pooled_seeds(tmp_path):
+def test_two_configs_of_a_model_in_one_panel_are_two_named_models_not_pooled_seeds(monkeypatch, capsys, tmp_path):
     store = ResultsStore(tmp_path / "results")
     for env, taus in (("hopper", (1.0, 0.1)), ("halfcheetah", (1.0,))):
         for tau in taus:
@@ -269,6 +271,10 @@ def test_two_configs_of_a_model_in_one_panel_are_two_named_models_not_pooled_see
     assert means[("hopper", "polygrad (tau=1.0)")] == pytest.approx(20.5)  # 2 x 10 + mean seed 0.5
     assert means[("hopper", "polygrad (tau=0.1)")] == pytest.approx(11.5)
     assert means[("halfcheetah", "polygrad (tau=1.0)")] == pytest.approx(20.5)  # named alike in every panel
+    code, out, _ = run_main(monkeypatch, capsys, "compare", "polygrad", "polygrad", "--results", str(store.root),
+                            "--env", "hopper", "--format", "csv")  # a model against its own variants
+    row = pd.read_csv(io.StringIO(out)).iloc[0]
+    assert code == 0 and {row["a"], row["b"]} == {"polygrad (tau=0.1)", "polygrad (tau=1.0)"}
 
 
 def write_rl_runs(store: ResultsStore, profile="quick") -> None:

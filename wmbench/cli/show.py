@@ -91,6 +91,9 @@ def compare(
     frames = [comparison_rows(sel, x, y, metric, step) for x in named(sel, a) for y in named(sel, b) if x != y]
     frames = [f for f in frames if not f.empty]
     if not frames:
+        if a == b and len(named(sel, a)) < 2:  # one model against its own variants, when it has several
+            raise UsageError(f"the store has one {a}: compare two models, or {a}'s variants once it has several "
+                             "(cells of it with different --set values)")
         steps = sel.metric(metric)["step"]
         if step and step > steps.max():
             raise UsageError(f"no {metric} at step {step}: the store's cells end at step {steps.max()} "
