@@ -59,9 +59,21 @@ def test_aggregate_is_the_iqm_with_an_interval_that_holds_it_and_shrinks_with_se
 def test_one_seed_per_env_gives_a_point_without_interval_and_a_fixed_stratum_is_not_resampled():
     point, low, high = stratified_iqm([np.array([1.0]), np.array([2.0])])
     assert point == 1.5 and np.isnan(low) and np.isnan(high), "one seed per env: no interval"
-    point, low, high = stratified_iqm([np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0])])
-    assert point == pytest.approx(iqm(np.array([0.0, 1, 2, 3, 10])))
+    point, low, high = stratified_iqm([np.array([0.0, 1.0, 2.0, 3.0, 4.0]), np.array([10.0])])
+    assert point == pytest.approx(iqm(np.array([0.0, 1, 2, 3, 4, 10])))
     assert low < point < high
+
+
+def test_too_few_runs_for_a_bootstrap_interval_give_none_rather_than_their_range():
+    """Three seeds of one env: a percentile bootstrap's 95% interval is their min and max (each value is
+    drawn three times in 1/27 of the resamples, more than 2.5%); a range is not a 95% interval."""
+    three = np.array([1.0, 2.0, 4.0])
+    assert np.isnan(stratified_iqm([three])[1:]).all()
+    assert np.isnan(stratified_iqm([three[:2], three[1:]])[1:]).all()  # two envs of two seeds: still the extremes
+    point, low, high = stratified_iqm([np.arange(8.0)])
+    assert 0 < low < point < high < 7, "eight seeds: an interval inside the range"
+    point, low, high = stratified_iqm([three, three + 1, three + 2])  # three envs of three seeds pool enough
+    assert 1 < low < point < high < 6
 
 
 def test_the_aggregate_pools_envs_per_policy_so_that_no_run_counts_twice(tmp_path):

@@ -81,11 +81,13 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             f"Each run's state error at its last step divided by that of the `{FLOOR}` floor (every future state "
             "is the start state) on the same env, horizon and seed: 1 is no better than predicting that nothing "
             "moves, 0 is exact. Runs are aggregated over envs and seeds as the interquartile mean with a 95% "
-            "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021), over all "
-            "trajectories (the paper's error); `envs` says over how many envs a score is taken (compare rows with "
-            "the same count; tidy numbers: `aggregate_table.csv`). The alive error is not aggregated: each model's "
-            "is taken over the trajectories its own actions keep alive, a different set per model (the floor's "
-            f"included), so its ratio to the floor's would not compare like with like. {POOLING}",
+            "stratified-bootstrap interval (seeds resampled within each env; Agarwal et al. 2021; none where the "
+            "runs are too few for one, as with three seeds of one env, whose bootstrap interval is only their "
+            "range), over all trajectories (the paper's error); `envs` says over how many envs a score is taken "
+            "(compare rows with the same count; tidy numbers: `aggregate_table.csv`). The alive error is not "
+            "aggregated: each model's is taken over the trajectories its own actions keep alive, a different set "
+            "per model (the floor's included), so its ratio to the floor's would not compare like with like. "
+            + POOLING,
             "",
             markdown_table(sections["aggregate"]),
             "",

@@ -164,7 +164,10 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
 def stratified_iqm(strata: list[np.ndarray], level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """`(iqm, low, high)` of all values; the interval resamples each stratum (an env's seeds) within
     itself. A stratum of one value stays fixed; with no stratum to resample there is no interval (NaN):
-    one seed per env says nothing about the spread."""
+    one seed per env says nothing about the spread. Nor is there one where the runs are too few for the
+    bootstrap to give it: where an end of the interval is the most extreme value the runs allow (every
+    stratum resampled as its own minimum, or maximum), that value holds over 2.5% of the resamples and
+    the interval is only the runs' range (three seeds of one env: their min and max), not one at `level`."""
     strata = [np.asarray(s, dtype=np.float64) for s in strata]
     point = float(iqm(np.concatenate(strata)))
     varying = [s for s in strata if len(s) > 1]
@@ -181,6 +184,9 @@ def stratified_iqm(strata: list[np.ndarray], level: float = 0.95, seed: int = 0)
         result = stats.bootstrap(tuple(varying), statistic, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=True,
                                  confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
     low, high = result.confidence_interval
+    least, most = (float(statistic(*(np.full(len(s), edge(s)) for s in varying))) for edge in (np.min, np.max))
+    if low <= least + 1e-9 * abs(least) or high >= most - 1e-9 * abs(most):
+        return point, float("nan"), float("nan")
     return point, float(low), float(high)
 
 
