@@ -62,7 +62,7 @@ def _config_value(text, section: str, name: str):
         return None
     if name in config[section]:
         return config[section][name]
-    field = {f.name: f for f in dataclasses.fields(section_class(section, flag="--against"))}.get(name)
+    field = {f.name: f for f in dataclasses.fields(section_class(section))}.get(name)
     return None if field is None else field.default
 
 

@@ -166,8 +166,8 @@ def stratified_iqm(strata: list[np.ndarray], level: float = 0.95, seed: int = 0)
     itself. A stratum of one value stays fixed; with no stratum to resample there is no interval (NaN):
     one seed per env says nothing about the spread. Nor is there one where the runs are too few for the
     bootstrap to give it: where an end of the interval is the most extreme value the runs allow (every
-    stratum resampled as its own minimum, or maximum), that value holds over 2.5% of the resamples and
-    the interval is only the runs' range (three seeds of one env: their min and max), not one at `level`."""
+    stratum resampled as its own minimum, or maximum), that value holds (1 - level) / 2 of the resamples
+    or more, and the interval is only the runs' range (three seeds of one env: their min and max)."""
     strata = [np.asarray(s, dtype=np.float64) for s in strata]
     point = float(iqm(np.concatenate(strata)))
     varying = [s for s in strata if len(s) > 1]
