@@ -88,17 +88,22 @@ def _number(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
-def out_of_range(field: dataclasses.Field, value: Any) -> bool:
-    """Whether `value` is outside the field's declared valid values (`valid_values`)."""
+def check_field(section: str, field: dataclasses.Field, value: Any, source: str) -> None:
+    """One line naming `value` where it is outside the field's declared valid values (`valid_values`), and
+    where it came from (`source`: `from --set`, ...)."""
     meta = field.metadata
     if meta.get("choices"):
-        return value not in meta["choices"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (not math.isfinite(value) or abs(value) > MAX_NUMBER
-                or (meta.get("low") is not None and value < meta["low"])
-                or (meta.get("above") is not None and value <= meta["above"])
-                or (meta.get("high") is not None and value > meta["high"]))
-    return False
+        bad = value not in meta["choices"]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        bad = (not math.isfinite(value) or abs(value) > MAX_NUMBER
+               or (meta.get("low") is not None and value < meta["low"])
+               or (meta.get("above") is not None and value <= meta["above"])
+               or (meta.get("high") is not None and value > meta["high"]))
+    else:
+        bad = False
+    if bad:
+        raise UsageError(f"{section}.{field.name} must be {valid_values(field) or 'a finite number'}, got {value!r} "
+                         f"({source})")
 
 
 def check_config(config: Any, section: str, flags: frozenset[str] = frozenset()) -> None:
@@ -106,12 +111,9 @@ def check_config(config: Any, section: str, flags: frozenset[str] = frozenset())
     another consistent (a config's `problem()`, if it has one); one line naming the first that is not, and
     where the value came from (`flags`: the fields a command-line option of their own set)."""
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if out_of_range(f, value):
-            source = (f"from --{f.name.replace('_', '-')}" if f.name in flags
-                      else f"from the profile or --set {section}.{f.name}=...")
-            raise UsageError(f"{section}.{f.name} must be {valid_values(f) or 'a finite number'}, got {value!r} "
-                             f"({source})")
+        source = (f"from --{f.name.replace('_', '-')}" if f.name in flags
+                  else f"from the profile or --set {section}.{f.name}=...")
+        check_field(section, f, getattr(config, f.name), source)
     problem = config.problem() if hasattr(config, "problem") else None  # settings that hold only together
     if problem:
         raise UsageError(f"{section}: {problem} (from the profile or --set {section}.KEY=...)")
@@ -250,9 +252,7 @@ def parse_overrides(overrides: tuple[str, ...], flag: str = "--set") -> dict[str
             raise UsageError(f"unknown key {name!r} in {flag} {section}.{name}; valid keys of [{section}]: "
                              f"{', '.join(sorted(defaults))}")
         value = _check_value(section, name, _parse_value(text.strip()), defaults[name], flag)
-        if out_of_range(fields[name], value):
-            raise UsageError(f"{section}.{name} must be {valid_values(fields[name]) or 'a finite number'}, "
-                             f"got {value!r} (from {flag})")
+        check_field(section, fields[name], value, f"from {flag}")
         parsed.setdefault(section, {})[name] = value
     return parsed
 
