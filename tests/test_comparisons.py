@@ -73,6 +73,15 @@ def test_the_stratified_probability_of_improvement_is_the_mean_over_strata():
     assert compare(a, b, strata=["x", "x", "y", "y"]).p_improvement == pytest.approx(1.0)
 
 
+def test_runs_completely_apart_give_no_interval_for_the_probability_rather_than_a_certain_one():
+    # every run of A below every run of B in each env: every resample gives 1, a zero-width "[1, 1]"
+    apart = compare([1.0, 1.1, 20.0, 21.0], [2.0, 2.1, 30.0, 31.0], strata=["x", "x", "y", "y"])
+    assert apart.p_improvement == 1.0 and np.isnan(apart.p_low) and np.isnan(apart.p_high)
+    # x overlapping (0.5; resampled 1, 0.5 or 0), y apart (1): the pooled probability keeps an interval
+    overlapping = compare([1.0, 3.0, 20.0, 21.0], [2.0, 2.5, 30.0, 31.0], strata=["x", "x", "y", "y"])
+    assert (overlapping.p_low, overlapping.p_improvement, overlapping.p_high) == (0.5, 0.75, 1.0)
+
+
 def test_findings_say_only_what_the_intervals_support(tmp_path):
     sel = Selection.from_store(write_store(tmp_path).read())
     table = report_comparisons(sel)

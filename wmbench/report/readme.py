@@ -18,6 +18,10 @@ from wmbench.results import markdown_table
 
 POOLING = ("Where a policy, dataset or precision splits an env into panels, envs pool per setting (`all envs · bc`): "
            "an env's panels share its start states, and often its trained model, so no run counts twice.")
+IMPROVEMENT = ("P(A < B) is the probability of improvement (a seed of A has the lower error than a seed of B; Agarwal "
+               "et al. 2021) with a percentile-bootstrap interval over the paired seeds (coarse at few seeds; none "
+               "where each env's runs of A lie all below, or all above, B's: every resample then gives the same "
+               "value, and a zero-width interval would claim certainty from a few seeds)")
 
 
 def holm_text(family: str) -> str:
@@ -98,9 +102,7 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             "",
             "Two models evaluated with the same seed share its start states and policy, so their errors are "
             "paired: the error ratio A/B is the geometric mean of the per-seed ratios with a paired "
-            f"{INTERVAL.replace('over seeds', 'on the log ratios')}, and P(A < B) is the probability of "
-            "improvement (a seed of A has the lower error than a seed of B; Agarwal et al. 2021) with a "
-            "percentile-bootstrap interval over the paired seeds (coarse at three seeds). Both at each horizon's "
+            f"{INTERVAL.replace('over seeds', 'on the log ratios')}, and {IMPROVEMENT}. Both at each horizon's "
             "last step, over all trajectories; *all envs* pools every env's seeds (the probability averaged over "
             "envs; per policy, dataset or precision where those split an env into panels, so that no run counts "
             "twice). The verdict says *better* or *worse* only where the ratio's interval excludes 1. "
@@ -250,7 +252,7 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
         comparisons = sections["comparisons"]
         parts += ["## Paired comparisons at each value", "",
                   "PolyGRAD against every other model and every learned model against `linear`, at each value: the "
-                  "error ratio A/B with a paired Student-t interval on the log ratios, the probability of improvement, "
+                  f"error ratio A/B with a paired Student-t interval on the log ratios; {IMPROVEMENT}; "
                   "and a verdict that says *better* or *worse* only where the ratio's interval excludes 1 "
                   f"(`grid_comparisons.csv`). {holm_text('the comparisons at that value')}",
                   ""]

@@ -10,7 +10,10 @@ Two models evaluated with the same seeds share start states and policy, so they 
 paired samples (`compare`): the ratio of their errors is the geometric mean of the per-seed
 ratios with a paired Student-t interval on their logarithms, and the verdict says "better" or
 "worse" only when that interval excludes 1. The probability of improvement (Agarwal et al., 2021)
-is the chance that a seed of A has the lower error than a seed of B (ties count half).
+is the chance that a seed of A has the lower error than a seed of B (ties count half), with a
+percentile-bootstrap interval; where each env's runs of A lie all below (or all above) B's, every
+resample gives the same value and there is no interval, rather than one of zero width that would
+claim certainty from a few seeds.
 
 Each interval holds its level on its own; a report makes dozens of comparisons, so some verdicts
 among those where two models are equal would come by chance. `holm` adjusts the paired t-tests'
@@ -83,7 +86,7 @@ class Comparison:
     low: float  # paired Student-t interval of the ratio (NaN with one seed)
     high: float
     p_improvement: float  # P(a seed of A has the lower error than a seed of B), ties half
-    p_low: float  # its percentile-bootstrap interval over paired seeds (coarse at few seeds)
+    p_low: float  # its percentile-bootstrap interval over paired seeds (coarse at few seeds; NaN where the runs are apart)
     p_high: float
     p_value: float  # two-sided paired t-test of the log ratios against 0 (below 1 - LEVEL: the interval excludes 1)
 
@@ -108,7 +111,9 @@ def compare(a, b, level: float = LEVEL, seed: int = 0, strata=None) -> Compariso
     """Paired comparison of errors `a` and `b`, one per run, the same runs in the same order. With
     `strata` (one label per run: its env), the probability of improvement is the mean of each stratum's
     and its bootstrap resamples runs within each stratum (Agarwal et al., 2021); the ratio is the
-    geometric mean over every run, its interval a paired t over the runs."""
+    geometric mean over every run, its interval a paired t over the runs. Where every resample gives
+    one value (each stratum's runs of A all below, or all above, B's: complete separation) the
+    bootstrap has no spread to give, and the probability has no interval (NaN)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError("compare takes two equal-length sequences, one error per shared seed")
@@ -124,6 +129,8 @@ def compare(a, b, level: float = LEVEL, seed: int = 0, strata=None) -> Compariso
     rng = np.random.default_rng(seed)
     resampled = [improvement([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(BOOTSTRAP_RESAMPLES)]
     p_low, p_high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
+    if p_low == p_high:
+        p_low = p_high = float("nan")
     return Comparison(len(a), float(np.exp(centre)), float(np.exp(low)), float(np.exp(high)), p, float(p_low),
                       float(p_high), paired_t_p_value(logs))
 
