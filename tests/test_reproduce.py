@@ -76,6 +76,20 @@ def test_reproduce_refuses_what_is_not_one_cell(tmp_path, monkeypatch, capsys):
     assert code == 2 and "not a readable results file" in err
 
 
+def test_a_stored_value_this_version_refuses_is_blamed_on_the_file_not_on_set(smoke_cell, tmp_path, monkeypatch,
+                                                                              capsys):
+    rows = pd.read_csv(smoke_cell)
+    for key, value, said in [("hidden", 0, "mlp-ensemble.hidden must be >= 1, got 0 (from the stored config)"),
+                             ("width_of_old", 3, "unknown key 'width_of_old' in the stored config")]:
+        config = json.loads(rows["config"].iloc[0])
+        config["mlp-ensemble"][key] = value
+        edited = tmp_path / smoke_cell.name
+        rows.assign(config=json.dumps(config)).to_csv(edited, index=False)
+        code, _, err = run_main(monkeypatch, capsys, "reproduce", str(edited))
+        assert code == 2 and said in err and "--set" not in err and "from a checkout of that commit" in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
 def test_recorded_threads():
     assert recorded_threads("x86_64 (1 threads)") == 1 and recorded_threads("x86_64 (16 threads)") == 16
     assert recorded_threads("NVIDIA H200") is None

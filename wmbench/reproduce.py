@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from wmbench.cells import BEHAVIOUR_LABEL, EvalRequest
-from wmbench.config import config_hash
+from wmbench.config import config_hash, parse_overrides
 from wmbench.errors import UsageError
 from wmbench.evaluate import evaluate
 from wmbench.models.base import get_model_class
@@ -74,6 +74,11 @@ def request_of(rows: pd.DataFrame, device: str = "cpu", profile: str | None = No
     # JSON and TOML agree on the literals of numbers, strings, booleans and arrays
     overrides = tuple(f"{section}.{key}={json.dumps(value)}" for section, fields in config.items()
                       for key, value in fields.items() if not (section == model and key == "horizon" and fixed_horizon))
+    try:  # a key or bound that has changed since the cell was written is this file's, not a --set's
+        parse_overrides(overrides, flag="the stored config")
+    except UsageError as err:
+        raise UsageError(f"{err}; the cell was written by wmbench at {first.get('git_commit', 'an unknown commit')}: "
+                         "reproduce it from a checkout of that commit") from err
     label = str(first["policy"])
     policy, std = ("behaviour", float(label[len(BEHAVIOUR_LABEL):])) if label.startswith(BEHAVIOUR_LABEL) \
         else (label, None)
