@@ -86,7 +86,7 @@ class Comparison:
     low: float  # paired Student-t interval of the ratio (NaN with one seed)
     high: float
     p_improvement: float  # P(a seed of A has the lower error than a seed of B), ties half
-    p_low: float  # its percentile-bootstrap interval over paired seeds (coarse at few seeds; NaN where the runs are apart)
+    p_low: float  # its percentile-bootstrap interval over paired seeds (coarse at few seeds; NaN: the runs are apart)
     p_high: float
     p_value: float  # two-sided paired t-test of the log ratios against 0 (below 1 - LEVEL: the interval excludes 1)
 
