@@ -40,7 +40,7 @@ evaluate: install
 # reference on other recordings of the datasets (the only one with HalfCheetah at h = 50), the learning curves, the
 # RL runs and the two studies (a few minutes). Your own results: `wmbench report` draws results/ into report/.
 report: install
-	$(BIN)/wmbench report --results reports/reference --out reports
+	$(BIN)/wmbench report --results reports/reference --out reports --other-recording reports/reference-v2/results
 	$(BIN)/wmbench report --results reports/reference-v2/results --out reports/reference-v2
 	for store in curves curves-gpu rl; do $(BIN)/wmbench report --results reports/$$store --out reports/$$store/report; done
 	$(BIN)/wmbench report --results reports/curves-gpu-long/results --out reports/curves-gpu-long/report

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from wmbench.evaluate import EvalRequest, checkpoint_path, cell_of, evaluate
+from wmbench.evaluate import EvalRequest, cell_of, checkpoint_path, evaluate
 from wmbench.models.base import get_model_class
 from wmbench.models.states import snapshot_path, training_state_path
 from wmbench.results import ResultsStore

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_cli import run_main
 
 from wmbench.evaluate import cell_of
 from wmbench.paths import PACKAGE_ROOT, checkpoints_root, datasets_root, results_root
 from wmbench.results import ResultsStore
 from wmbench.sweep import grid, run_sweep
-
-from test_cli import run_main
 
 REPO = PACKAGE_ROOT.parent
 WMBENCH = shutil.which("wmbench") or os.path.join(os.path.dirname(sys.executable), "wmbench")

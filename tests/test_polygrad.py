@@ -1,6 +1,5 @@
 """PolyGRAD against known answers: an exact denoiser of a linear system, and fixed states."""
 
-import math
 
 import numpy as np
 import pytest

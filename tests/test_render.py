@@ -8,8 +8,8 @@ import textwrap
 import mujoco
 import numpy as np
 import pytest
-
 from test_cli import run_main
+
 from wmbench.envs import ENVS, get_env, mujoco_model
 from wmbench.oracle import Oracle
 from wmbench.render import PANEL, model_states

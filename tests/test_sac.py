@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from wmbench.cells import EvalRequest, default_dataset
 from wmbench.data import load_dataset, read_card
 from wmbench.envs import get_env
 from wmbench.errors import DatasetError
-from wmbench.cells import EvalRequest, default_dataset
 from wmbench.evaluate import evaluate
 from wmbench.oracle import Oracle
 from wmbench.results import ResultsStore

@@ -6,8 +6,9 @@ model has the same colour in every figure. A panel is one env (with the dataset,
 added to its name when the store holds several for that env).
 
 Which rows and their names: `select`; every statistic: `stats`; tables: `tables`; figures, one
-module per family: `figures`; RL in imagination: `rl`; the README: `readme`. `write_report` below
-lists what a report draws: a new figure is one function in `figures` and one line here.
+module per family: `figures`; RL in imagination: `rl`; another recording of the data: `recordings`; the
+README: `readme`. `write_report` below lists what a report draws: a new figure is one function in
+`figures` and one line here.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ from wmbench.report.grid import (  # noqa: E402
     value_text,
 )
 from wmbench.report.readme import grid_readme_text, one_video_per_env, provenance_table, readme_text  # noqa: E402
+from wmbench.report.recordings import compare_recordings, shifts_wide, spread_wide  # noqa: E402
 from wmbench.report.rl import rl_section, write_rl_report  # noqa: E402
 from wmbench.report.select import Selection, model_colours  # noqa: E402
+from wmbench.report.stats import interval_text  # noqa: E402
 from wmbench.report.tables import (  # noqa: E402
     TABLE_STEPS,
     aggregate_scores,
@@ -62,7 +65,6 @@ from wmbench.report.tables import (  # noqa: E402
     calibration_wide,
     curve_table,
     dim_error,
-    interval_text,
     learning_curves,
     mark_few_alive,
     mse_table,
@@ -75,8 +77,11 @@ from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_ta
 __all__ = ["write_grid_report", "write_report"]
 
 
-def write_report(results: ResultsStore, out: Path, profile: str | None = None) -> list[Path]:
-    """Every figure and table, and `README.md` that shows them; returns the files written."""
+def write_report(results: ResultsStore, out: Path, profile: str | None = None,
+                 other_recording: ResultsStore | None = None) -> list[Path]:
+    """Every figure and table, and `README.md` that shows them; returns the files written. With
+    `other_recording` (a store of the same cells on another recording of the datasets), also how each
+    comparison moves between the two (`recordings`)."""
     table = results.read()
     is_bench, is_rl = table["dataset"] == BENCH_DATASET, table["dataset"] == RL_DATASET
     out = Path(out)
@@ -103,6 +108,11 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None) -
     if not comparisons.empty:
         sections["comparisons"] = comparisons
         written += write_table(comparisons, comparison_wide(comparisons), out / "comparisons")
+    if other_recording is not None:
+        shifts, spread = compare_recordings(table[~is_bench & ~is_rl], other_recording.read(), sel.profile)
+        sections["recording"] = (str(other_recording.root), shifts_wide(shifts), spread_wide(spread))
+        written += write_table(shifts, sections["recording"][1], out / "recording_shifts")
+        written += write_table(spread, sections["recording"][2], out / "recording_spread")
 
     for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
         tidy = mse_table(sel, metric)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from wmbench.errors import UsageError
 from wmbench.report.select import Selection, base_model, ordered_models, pooled_panel
-from wmbench.report.stats import LEVEL, Comparison, compare, holm
+from wmbench.report.stats import LEVEL, Comparison, compare, holm, interval_text
 
 METHOD = "polygrad"  # the paper's method: the report compares it with every other model
 LINEAR = "linear"  # the least a learned model should beat
@@ -80,28 +80,29 @@ def not_after_holm(rows: pd.DataFrame) -> pd.Series:
 def report_comparisons(sel: Selection, metric: str = "mse") -> pd.DataFrame:
     """The report's comparisons at each horizon's last step: PolyGRAD against every other model, and
     every other learned model against `linear` (each panel, and the aggregate over panels)."""
-    models = sel.models
-    methods = [m for m in models if base_model(m) == METHOD]  # PolyGRAD's variants (one per horizon) each
-    pairs = [(a, b) for a in methods for b in models if base_model(b) != METHOD]
-    pairs += [(m, LINEAR) for m in models if base_model(m) not in (METHOD, *FLOORS) and LINEAR in models]
-    frames = [comparison_rows(sel, a, b, metric) for a, b in pairs]
+    frames = [comparison_rows(sel, a, b, metric) for a, b in report_pairs(sel.models)]
     frames = [f for f in frames if not f.empty]
     return with_holm(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def report_pairs(models: list[str]) -> list[tuple[str, str]]:
+    """The report's pairs `(A, B)`: each of PolyGRAD's variants (one per horizon) against every other model,
+    and every other learned model against `linear`."""
+    methods = [m for m in models if base_model(m) == METHOD]
+    pairs = [(a, b) for a in methods for b in models if base_model(b) != METHOD]
+    return pairs + [(m, LINEAR) for m in models if base_model(m) not in (METHOD, *FLOORS) and LINEAR in models]
 
 
 def comparison_wide(comparisons: pd.DataFrame) -> pd.DataFrame:
     """Readable: `A vs B`, panel, h, n, the ratio and P(A < B) with their intervals, the verdict, and the
     Holm-adjusted p-value (the verdict holds for the whole table where it is below 0.05)."""
-    def interval(centre, low, high, fmt=".2f"):
-        return f"{centre:{fmt}}" if np.isnan(low) else f"{centre:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
-
     return pd.DataFrame({
         "A vs B": comparisons["a"] + " vs " + comparisons["b"],
         "panel": comparisons["panel"],
         "h": comparisons["horizon"],
         "n": comparisons["n"],
-        "error ratio A/B": [interval(*r) for r in comparisons[["ratio", "ratio_low", "ratio_high"]].to_numpy()],
-        "P(A < B)": [interval(*r) for r in comparisons[["p_improvement", "p_low", "p_high"]].to_numpy()],
+        "error ratio A/B": [interval_text(*r, ".2f") for r in comparisons[["ratio", "ratio_low", "ratio_high"]].values],
+        "P(A < B)": [interval_text(*r, ".2f") for r in comparisons[["p_improvement", "p_low", "p_high"]].values],
         "verdict": comparisons["verdict"].str.replace("better", "A better").str.replace("worse", "A worse"),
         "Holm p": [p_text(p) for p in comparisons["p_holm"]],
     })

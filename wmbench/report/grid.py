@@ -23,8 +23,8 @@ from wmbench.config import section_class
 from wmbench.errors import UsageError
 from wmbench.report.comparisons import METHOD, p_text, pooled_groups, report_comparisons, with_holm
 from wmbench.report.select import EMPTY_STORE, Selection, base_model
-from wmbench.report.stats import FLOOR, compare, summarise
-from wmbench.report.tables import aggregate_scores, calibration_wide, interval_text
+from wmbench.report.stats import FLOOR, compare, interval_text, summarise
+from wmbench.report.tables import aggregate_scores, calibration_wide
 
 POLICY_STD = "policy_std"
 TRAIN_SIZE = "data.train_transitions"

@@ -64,6 +64,30 @@ def one_video_per_env(folder: Path, envs) -> list[Path]:
     return videos
 
 
+def recording_part(other: str, shifts_wide: pd.DataFrame, spread_wide: pd.DataFrame) -> list[str]:
+    """The section on another recording of the datasets (`recordings`)."""
+    return [
+        "## Another recording of the datasets",
+        "",
+        f"The same cells (model, env, dataset id, policy, profile, horizon and config) made on another recording of "
+        f"the datasets, in `{other}`: a seed's interval covers a model's training and the evaluation's draws, not "
+        "the data, of which one recording is one draw (with its own BC policy and held-out starts). Each paired "
+        "ratio A/B of the comparisons above is taken on both recordings, and its shift there / here has a "
+        f"{LEVEL:.0%} Welch t interval on the two recordings' per-seed log ratios (`Holm p` over this table). "
+        "tau, the spread a recording adds to a log ratio, is estimated per panel by moments from the shifts (the "
+        "mean of (log shift squared minus its seeds' variance) / 2, the same for every comparison of a panel: "
+        "rough, from one pair of recordings and comparisons that share models). The last column is each ratio "
+        "here with an interval that counts the recording too (normal, tau taken as known, so if anything too "
+        "narrow): where it holds 1 and the paired interval above does not, the verdict is about this recording "
+        "rather than the kind of data (`recording_shifts.csv`, `recording_spread.csv`).",
+        "",
+        markdown_table(spread_wide),
+        "",
+        markdown_table(shifts_wide),
+        "",
+    ]
+
+
 def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, calib_wide, bench: pd.DataFrame,
             has_delta: bool) -> str:
     parts = [
@@ -118,6 +142,8 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
             markdown_table(comparison_wide(sections["comparisons"])),
             "",
         ]
+    if "recording" in sections:
+        parts += recording_part(*sections["recording"])
     parts += [
         "## State error versus step",
         "![state MSE versus step](mse_vs_step.png)",

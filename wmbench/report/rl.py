@@ -9,8 +9,8 @@ import pandas as pd
 
 from wmbench.report.figures.common import legend, panel_axes, save
 from wmbench.report.select import Selection, ordered_models
-from wmbench.report.stats import INTERVAL, mean_interval, seeds_label, summarise
-from wmbench.report.tables import interval_text, write_table
+from wmbench.report.stats import INTERVAL, interval_text, mean_interval, seeds_label, summarise
+from wmbench.report.tables import write_table
 from wmbench.results import markdown_table
 
 RL_STAGES = ("real_steps", "world_model", "imagination", "actor_critic", "ppo", "evaluation")

@@ -21,6 +21,9 @@ p-values over a family of comparisons (Holm, 1979: valid whatever their dependen
 whose adjusted p-value is below 1 - LEVEL holds with at most that chance of any false verdict in
 the family.
 
+Two recordings of a dataset are independent samples: `welch_interval` compares a quantity measured on
+each, and `between_spread` estimates by moments the spread a recording adds to it beyond the seeds.
+
 The aggregate score of a model is its error relative to the `persistence` floor, per run (env,
 horizon, seed): `error at the last step / persistence's error at the last step` of the same env,
 horizon and seed (the same start states): 1 is no better than predicting that nothing moves, 0 is
@@ -56,6 +59,11 @@ def mean_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
         return mean, float("nan"), float("nan")
     half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+def interval_text(mean: float, low: float, high: float, fmt: str = ".3g") -> str:
+    """`mean [low, high]`, or the mean alone where there is no interval (one seed, or none to give)."""
+    return f"{mean:{fmt}}" if np.isnan(low) else f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
 def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -159,6 +167,35 @@ def holm(p_values) -> np.ndarray:
     m = len(order)
     adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     return adjusted
+
+
+# ----------------------------------------------------------------------------- two recordings
+
+def welch_interval(x, y, level: float = LEVEL) -> tuple[float, float, float, float]:
+    """`(difference, low, high, p_value)`: mean(y) - mean(x) of two independent samples with Welch's t
+    interval and two-sided p-value (unequal variances, Welch-Satterthwaite degrees of freedom). A sample of
+    one value gives NaN for all but the difference."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    difference = float(y.mean() - x.mean())
+    if min(len(x), len(y)) < 2:
+        return difference, float("nan"), float("nan"), float("nan")
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = np.sqrt(vx + vy)
+    if se == 0:
+        return difference, difference, difference, 1.0 if difference == 0 else 0.0
+    df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+    half = stats.t.ppf((1 + level) / 2, df) * se
+    p_value = float(2 * stats.t.sf(abs(difference) / se, df))
+    return difference, float(difference - half), float(difference + half), p_value
+
+
+def between_spread(differences, variances) -> float:
+    """The standard deviation tau that a factor drawn afresh for each of two samples (a recording of the data)
+    adds to a quantity, from the differences between the two samples' estimates of several such quantities
+    and each difference's variance within (its seeds'): E[d^2] = 2 tau^2 + v, so tau^2 is the mean of
+    (d^2 - v) / 2, by moments (0 where that is negative: the differences are no larger than the seeds allow)."""
+    d, v = np.asarray(differences, np.float64), np.asarray(variances, np.float64)
+    return float(np.sqrt(max(0.0, np.mean(d ** 2 - v) / 2)))
 
 
 # ----------------------------------------------------------------------------- the aggregate score

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from wmbench.envs import observation_names
 from wmbench.metrics import DIM_PREFIX
 from wmbench.paths import atomic_write_bytes
 from wmbench.report.select import POOLED, Selection, at_own_horizon, ordered_models, pooled_panel
-from wmbench.report.stats import aggregate, normalised_scores, seeds_label, summarise
+from wmbench.report.stats import aggregate, interval_text, normalised_scores, seeds_label, summarise
 from wmbench.results import markdown_table
 
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
@@ -44,11 +43,6 @@ def mark_few_alive(wide: pd.DataFrame, sel: Selection, columns: list[tuple[str, 
 def present_columns(tidy: pd.DataFrame, panels: list[str], steps) -> list[tuple[str, int]]:
     """The (panel, step) columns of a wide table that hold at least one number."""
     return [(p, s) for p in panels for s in steps if ((tidy["panel"] == p) & (tidy["step"] == s)).any()]
-
-
-def interval_text(mean: float, low: float, high: float, fmt: str = ".3g") -> str:
-    """`mean [low, high]`, or the mean alone where there is no interval (one seed)."""
-    return f"{mean:{fmt}}" if np.isnan(low) else f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
 def wide_table(tidy: pd.DataFrame, models: list[str], columns: list[tuple[str, int]], fmt: str = ".3g",
