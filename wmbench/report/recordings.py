@@ -2,7 +2,7 @@
 
 A seed's interval covers a model's training and the evaluation's draws, not the data: one SAC run's
 buffer is one draw of the dataset, with its own BC policy and held-out start states. Given a second
-store of the same cells (model, env, dataset id, policy, horizon and config) made on another
+store of the same cells (model, env, dataset id, policy, profile, horizon and config) made on another
 recording, each of the report's paired ratios A/B is measured on both. Its shift (there / here) has a
 Welch t interval on the two recordings' per-seed log ratios (independent samples: the recordings share
 no start state), and Holm's adjustment over the table says which shifts exceed what the seeds allow.
