@@ -110,9 +110,10 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None,
         written += write_table(comparisons, comparison_wide(comparisons), out / "comparisons")
     if other_recording is not None:
         shifts, spread = compare_recordings(table[~is_bench & ~is_rl], other_recording.read(), sel.profile)
-        sections["recording"] = (str(other_recording.root), shifts_wide(shifts), spread_wide(spread))
-        written += write_table(shifts, sections["recording"][1], out / "recording_shifts")
-        written += write_table(spread, sections["recording"][2], out / "recording_spread")
+        shifts_table, spread_table = shifts_wide(shifts), spread_wide(spread)
+        sections["recording"] = (str(other_recording.root), shifts_table, spread_table)
+        written += write_table(shifts, shifts_table, out / "recording_shifts")
+        written += write_table(spread, spread_table, out / "recording_spread")
 
     for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
         tidy = mse_table(sel, metric)

@@ -29,8 +29,7 @@ from wmbench.report.stats import LEVEL, between_spread, holm, interval_text, wel
 CELL = ["model", "env", "dataset", "policy", "profile", "horizon", "config_hash"]  # two stores' cells alike
 Z = float(stats.norm.ppf((1 + LEVEL) / 2))
 SHIFT_COLUMNS = ["metric", "panel", "horizon", "a", "b", "n_here", "ratio_here", "n_there", "ratio_there", "shift",
-                 "shift_low", "shift_high", "p_value", "p_holm", "var_here", "var_there", "counted_low",
-                 "counted_high"]
+                 "shift_low", "shift_high", "p_value", "p_holm", "var_here", "var_there"]
 
 
 def common_cells(here: pd.DataFrame, there: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,20 +43,24 @@ def common_cells(here: pd.DataFrame, there: pd.DataFrame) -> tuple[pd.DataFrame,
 
 
 def compare_recordings(here: pd.DataFrame, there: pd.DataFrame, profile: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`(shifts, spread)` of the report's comparisons between the store rows `here` and `there` (one profile)."""
+    """`(shifts, spread)` of the report's comparisons between the store rows `here` and `there` (one profile):
+    `recording_shifts` with each ratio here's interval counting the recording (`counted_low`, `counted_high`),
+    and `recording_spread`."""
     mine, theirs = common_cells(here[here["profile"] == profile], there)
     shifts = recording_shifts(Selection.from_store(mine, profile), Selection.from_store(theirs, profile))
     if shifts.empty:
         raise UsageError("the two stores share no cells of two models the report compares: --other-recording "
                          "takes a store of the same sweep on another recording of the data")
-    return shifts, recording_spread(shifts)
+    spread = recording_spread(shifts)
+    tau = spread.set_index("panel")["tau"]  # each ratio here, with its panel's recording spread counted
+    widen = np.exp(Z * np.sqrt(shifts["var_here"] + shifts["panel"].map(tau) ** 2))
+    return shifts.assign(counted_low=shifts["ratio_here"] / widen, counted_high=shifts["ratio_here"] * widen), spread
 
 
 def recording_shifts(here: Selection, there: Selection, metric: str = "mse") -> pd.DataFrame:
     """`SHIFT_COLUMNS`: each of the report's ratios A/B (per panel, at each horizon's last step) on both
-    recordings, the shift there / here with its Welch interval, `p_holm` over the table, and the ratio
-    here with its interval counting the recording (its panel's tau). `var_*` are the seeds' variances of
-    each recording's mean log ratio."""
+    recordings, the shift there / here with its Welch interval and `p_holm` over the table. `var_*` are the
+    seeds' variances of each recording's mean log ratio."""
     rows = []
     for a, b in report_pairs([m for m in here.models if m in there.models]):
         mine, theirs = paired(here, a, b, metric), paired(there, a, b, metric)
@@ -69,12 +72,9 @@ def recording_shifts(here: Selection, there: Selection, metric: str = "mse") -> 
             shift, low, high, p = welch_interval(log_x, log_y)
             rows.append([metric, panel, int(horizon), a, b, len(log_x), np.exp(log_x.mean()), len(log_y),
                          np.exp(log_y.mean()), np.exp(shift), np.exp(low), np.exp(high), p, np.nan,
-                         _mean_variance(log_x), _mean_variance(log_y), np.nan, np.nan])
+                         _mean_variance(log_x), _mean_variance(log_y)])
     table = pd.DataFrame(rows, columns=SHIFT_COLUMNS)
-    tau = recording_spread(table).set_index("panel")["tau"]
-    widen = np.exp(Z * np.sqrt(table["var_here"] + table["panel"].map(tau) ** 2))
-    return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)), counted_low=table["ratio_here"] / widen,
-                        counted_high=table["ratio_here"] * widen)
+    return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
 
 
 def _mean_variance(values: np.ndarray) -> float:
