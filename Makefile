@@ -9,7 +9,7 @@ BENCH_MODE ?= full
 BENCH_JSON ?= reports/bench/benchmarks.json
 
 .PHONY: install test lint bench evaluate report gpu-check gpu-study clean-cache data-size-study entropy-study \
-	reference-study
+	reference-study recording-study
 
 # torch is pinned in the same pip command as the project: a local CPU build, not the CUDA stack.
 $(BIN)/.installed: pyproject.toml
@@ -36,11 +36,13 @@ bench: install
 evaluate: install
 	$(BIN)/wmbench evaluate --model $(MODEL) --env $(ENV)
 
-# Redraws every committed report from its store: the reference (reports/ from reports/reference/), the earlier 3-seed
-# reference on other recordings of the datasets (the only one with HalfCheetah at h = 50), the learning curves, the
-# RL runs and the two studies (a few minutes). Your own results: `wmbench report` draws results/ into report/.
+# Redraws every committed report from its store: the reference (reports/ from reports/reference/, with the other
+# recordings of its datasets: the earlier 3-seed reference, the only one with HalfCheetah at h = 50, and the recording
+# study's stores), the learning curves, the RL runs and the two studies (a few minutes). Your own results: `wmbench
+# report` draws results/ into report/.
+RECORDING_STORES = reports/reference-v2/results $(sort $(wildcard reports/recordings/hopper-seed*))
 report: install
-	$(BIN)/wmbench report --results reports/reference --out reports --other-recording reports/reference-v2/results
+	$(BIN)/wmbench report --results reports/reference --out reports $(addprefix --other-recording ,$(RECORDING_STORES))
 	$(BIN)/wmbench report --results reports/reference-v2/results --out reports/reference-v2
 	for store in curves curves-gpu rl; do $(BIN)/wmbench report --results reports/$$store --out reports/$$store/report; done
 	$(BIN)/wmbench report --results reports/curves-gpu-long/results --out reports/curves-gpu-long/report
@@ -69,6 +71,19 @@ reference-study: install
 		OMP_NUM_THREADS=1 $(BIN)/wmbench data make $$env --policy sac; done
 	WMBENCH_RESULTS=$(REFERENCE_STORE) $(BIN)/wmbench sweep --models $(REFERENCE_MODELS) --envs halfcheetah,hopper,walker2d \
 		--horizons 10 --seeds 0,1,2,3,4 --policy behaviour --policy-std 0.2 --workers $(STUDY_WORKERS)
+
+# Other recordings of Hopper's SAC data (the recording as the unit of replication): SAC seeds 1-4, each recorded
+# at one thread in its own workspace (recordings/hopper-seedS: datasets and models, not committed), then PolyGRAD,
+# the authors' two-row model and the floors on it, seeds 0-2, into reports/recordings/hopper-seedS (hours on a
+# CPU: rerun to resume). `make report` counts them with the reference's recording and the earlier one.
+RECORDING_SEEDS ?= 1 2 3 4
+RECORDING_MODELS := persistence,linear,polygrad,ar-diffusion-2row
+recording-study: install
+	for s in $(RECORDING_SEEDS); do export WMBENCH_HOME=recordings/hopper-seed$$s OMP_NUM_THREADS=1; \
+		$(BIN)/wmbench data list | grep -q "wmbench/hopper/sac-replay-v0" || \
+			$(BIN)/wmbench data make hopper --policy sac --seed $$s || exit 1; \
+		WMBENCH_RESULTS=reports/recordings/hopper-seed$$s $(BIN)/wmbench sweep --models $(RECORDING_MODELS) \
+			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 || exit 1; done
 
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
 ENTROPY_STORE := reports/entropy/results

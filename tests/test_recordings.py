@@ -1,4 +1,4 @@
-"""How comparisons move between two recordings of the datasets (`report --other-recording`), on known numbers."""
+"""How comparisons move between recordings of the datasets (`report --other-recording`), on known numbers."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ from test_cli import run_main
 
 from wmbench.report import write_report
 from wmbench.report.recordings import compare_recordings
-from wmbench.report.stats import between_spread, welch_interval
+from wmbench.report.stats import between_spread, between_variance, welch_interval
 from wmbench.results import Cell, ResultsStore
 
 SEEDS = (0, 1, 2, 3)
@@ -39,23 +39,32 @@ def test_welch_interval_is_scipy_s_welch_test():
     assert np.isnan(welch_interval([1.0], [2.0, 3.0])[1])
 
 
+@pytest.mark.parametrize("recordings", [2, 4])
 @pytest.mark.parametrize("tau", [0.0, 0.2])
-def test_between_spread_recovers_a_known_recording_spread(tau):
+def test_between_spread_recovers_a_known_recording_spread(tau, recordings):
     """400 comparisons, each a log ratio whose true value moves by N(0, tau) per recording, measured by 5 seeds
-    of N(0, 0.1) on each: the spread is found again from the shifts and their seeds' variances."""
+    of N(0, 0.1) on each recording: the spread is found again from the recordings' means and their seeds'
+    variances; without the seeds' variance it would not be."""
     rng = np.random.default_rng(0)
-    true = rng.normal(0, 1, 400)
-    here = (true + rng.normal(0, tau, 400))[:, None] + rng.normal(0, 0.1, (400, 5))
-    there = (true + rng.normal(0, tau, 400))[:, None] + rng.normal(0, 0.1, (400, 5))
-    variances = here.var(axis=1, ddof=1) / 5 + there.var(axis=1, ddof=1) / 5
-    estimate = between_spread(there.mean(axis=1) - here.mean(axis=1), variances)
-    assert estimate == pytest.approx(tau, abs=0.025)
+    true = rng.normal(0, 1, (400, 1))
+    seeds = (true + rng.normal(0, tau, (400, recordings)))[..., None] + rng.normal(0, 0.1, (400, recordings, 5))
+    means, variances = seeds.mean(axis=2), seeds.var(axis=2, ddof=1) / 5
+    assert between_spread(means, variances) == pytest.approx(tau, abs=0.025)
+    if tau == 0:
+        assert between_spread(means, np.zeros_like(variances)) > 0.04  # the seeds' spread alone, mistaken for tau
+
+
+def test_between_variance_of_two_recordings_is_half_the_squared_shift_less_the_seeds():
+    assert between_variance([0.1, 0.5], [0.01, 0.03]) == pytest.approx((0.4 ** 2 - 0.04) / 2)
+    assert between_variance([0.2, 0.2, 0.2], [0.01, 0.01, 0.01]) == pytest.approx(-0.01)  # closer than seeds allow
+    # weighted by degrees of freedom: a comparison on 5 recordings counts 4 times one on 2
+    assert between_spread([[0.0, 1.0], [0.0] * 5], [[0.0] * 2, [0.0] * 5]) == pytest.approx(np.sqrt(0.5 / 5))
 
 
 def test_a_comparison_that_moves_with_the_recording_is_found_and_widened(tmp_path):
     here = write_recording(tmp_path / "here", {"hopper": 1.0, "walker2d": 1.0})
     there = write_recording(tmp_path / "there", {"hopper": 2.0, "walker2d": 1.0})
-    shifts, spread = compare_recordings(here.read(), there.read(), "quick")
+    shifts, spread, across = compare_recordings(here.read(), {"there": there.read()}, "quick")
     shifts = shifts.set_index(["a", "b", "panel"])
     moved = shifts.loc[("polygrad", "ar-diffusion", "hopper")]
     assert moved["shift"] == pytest.approx(2.0) and moved["p_holm"] < 0.05  # every seed's ratio doubled
@@ -64,15 +73,46 @@ def test_a_comparison_that_moves_with_the_recording_is_found_and_widened(tmp_pat
     # hopper's comparisons of polygrad moved by log 2 against seeds of almost no spread: tau near log(2) / 2 there
     tau = spread.set_index("panel")["tau"]
     assert tau["walker2d"] == 0.0 and 0.3 < tau["hopper"] < np.log(2)
+    counted = across.set_index(["a", "b", "panel"]).loc[("polygrad", "ar-diffusion", "hopper")]
     half = 1.959964 * np.sqrt(moved["var_here"] + tau["hopper"] ** 2)  # the seeds' variance and the recording's
-    assert (moved["counted_low"], moved["counted_high"]) == pytest.approx(
+    assert (counted["counted_low"], counted["counted_high"]) == pytest.approx(
         (moved["ratio_here"] / np.exp(half), moved["ratio_here"] * np.exp(half)))
+    assert across["ratio"].isna().all() and (across["recordings"] == 2).all()  # two recordings: no interval over them
+
+
+FACTORS = {"steady": [1.8, 2.2, 2.0, 1.9], "swaying": [0.6, 1.6, 0.9, 1.4]}  # polygrad's factor on 4 recordings
+
+
+def test_over_several_recordings_the_recording_is_the_unit(tmp_path):
+    """4 recordings where polygrad's error over ar-diffusion's moves by a known factor per recording (hopper:
+    always about twice; walker2d: above and below 1) over the same 4 seeds: each recording's paired t says
+    `worse` or `better` on walker2d, but over the recordings it cannot tell; the interval is the t interval of
+    the recordings' mean log ratios, and each comparison's tau is their variance less the seeds'."""
+    stores = [write_recording(tmp_path / f"r{k}", {"hopper": FACTORS["steady"][k], "walker2d": FACTORS["swaying"][k]})
+              for k in range(4)]
+    others = {str(s.root): s.read() for s in stores[1:]}
+    shifts, spread, across = compare_recordings(stores[0].read(), others, "quick")
+    assert len(shifts) == 3 * 6 and set(shifts["other"]) == set(others)  # 3 other recordings x 3 pairs x 2 envs
+    rows = across.set_index(["a", "b", "panel"])
+    noise = np.log(NOISE)
+    for env, factors in (("hopper", FACTORS["steady"]), ("walker2d", FACTORS["swaying"])):
+        row = rows.loc[("polygrad", "ar-diffusion", env)]
+        means = np.log(factors) + noise.mean()
+        low, high = stats.t.interval(0.95, 3, loc=means.mean(), scale=stats.sem(means))
+        assert (row["ratio"], row["ratio_low"], row["ratio_high"]) == pytest.approx(
+            (np.exp(means.mean()), np.exp(low), np.exp(high)))
+        assert row["recordings"] == 4 and row["seeds"] == 16
+        assert row["tau"] == pytest.approx(np.sqrt(np.var(np.log(factors), ddof=1) - noise.var(ddof=1) / 4))
+    assert rows.loc[("polygrad", "ar-diffusion", "hopper"), "verdict"] == "worse"
+    assert rows.loc[("polygrad", "ar-diffusion", "walker2d"), "verdict"] == "not distinguishable at 4 recordings"
+    assert rows.loc[("ar-diffusion", "linear", "walker2d"), "tau"] == 0.0  # the same ratio on every recording
+    assert spread.set_index("panel").loc["walker2d", "recordings"] == 4
 
 
 def test_the_report_adds_the_other_recording_and_refuses_what_cannot_pair(tmp_path, monkeypatch, capsys):
     here = write_recording(tmp_path / "here", {"hopper": 1.0, "walker2d": 1.0})
     there = write_recording(tmp_path / "there", {"hopper": 2.0, "walker2d": 1.0})
-    write_report(here, tmp_path / "out", other_recording=there)
+    write_report(here, tmp_path / "out", other_recordings=[there])
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "## Another recording of the datasets" in readme and "| polygrad vs ar-diffusion | hopper | 10 |" in readme
     assert len(pd.read_csv(tmp_path / "out" / "recording_shifts.csv")) == 6  # 3 pairs x 2 envs
@@ -80,10 +120,23 @@ def test_the_report_adds_the_other_recording_and_refuses_what_cannot_pair(tmp_pa
     other_env = write_recording(tmp_path / "cheetah", {"halfcheetah": 1.0})
     code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(here.root), "--out", str(tmp_path / "o2"),
                             "--other-recording", str(other_env.root))
-    assert code == 2 and "the two stores share no cell" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and f"{other_env.root} shares no cell" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(here.root), "--other-recording",
                             str(tmp_path / "nowhere"))
     assert code == 2 and "does not exist" in err
     code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(here.root), "--against", "policy_std",
                             "--other-recording", str(there.root))
     assert code == 2 and "not with --against" in err
+
+
+def test_the_cli_takes_several_recordings_and_refuses_a_missing_one(tmp_path, monkeypatch, capsys):
+    stores = [write_recording(tmp_path / f"r{k}", {"hopper": FACTORS["steady"][k]}) for k in range(3)]
+    others = [arg for s in stores[1:] for arg in ("--other-recording", str(s.root))]
+    code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(stores[0].root), "--out",
+                            str(tmp_path / "out"), *others)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert code == 0 and "## Other recordings of the datasets" in readme and "| ratio over recordings |" in readme
+    assert (pd.read_csv(tmp_path / "out" / "recording_comparisons.csv")["recordings"] == 3).all()
+    code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(stores[0].root), *others,
+                            "--other-recording", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere does not exist" in err

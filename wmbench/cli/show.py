@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import pandas as pd
 import typer
@@ -37,16 +37,17 @@ def report(
     profile: Optional[str] = typer.Option(None, help="Profile to report (default: the only one in the store)."),
     against: Optional[str] = typer.Option(None, help="Draw the error against a setting a sweep varied instead: "
                                                      "data.train_transitions, policy_std, or any SECTION.KEY."),
-    other_recording: Optional[Path] = typer.Option(None, help="A store of the same cells made on another recording "
-                                                              "of the datasets: the report adds how each comparison "
-                                                              "moves between the two, and the spread a recording "
-                                                              "adds to a ratio beyond its seeds."),
+    other_recording: Optional[List[Path]] = typer.Option(
+        None, help="A store of the same cells made on another recording of the datasets (repeat it for several): the "
+                   "report adds how each comparison moves between the recordings, the spread a recording adds to a "
+                   "ratio beyond its seeds, and, where 3 or more recordings have a comparison, its interval over "
+                   "the recordings."),
 ) -> None:
     """Draw the paper's comparison figures and tables (means with 95% Student-t intervals over seeds, paired
     comparisons and the findings they back) from the results store, with a README.md that shows them and
     their provenance. With --against KEY: the error, aggregate, comparisons and overfitting at each value
-    of KEY (the data-size and policy-entropy studies). With --other-recording DIR: how each comparison moves
-    on another recording of the datasets, which a seed's interval does not cover."""
+    of KEY (the data-size and policy-entropy studies). With --other-recording DIR (one or more): how each
+    comparison moves on other recordings of the datasets, which a seed's interval does not cover."""
     import wmbench.sections  # noqa: F401 - every config section a grid key may name
     from wmbench.config import profile_label
     from wmbench.paths import workspace
@@ -54,14 +55,15 @@ def report(
     from wmbench.results import ResultsStore
 
     existing_folder(results)
-    if other_recording is not None:
-        existing_folder(other_recording)
-        if against:
-            raise UsageError("--other-recording goes with the comparison report, not with --against: make two reports")
+    others = other_recording or []
+    for folder in others:
+        existing_folder(folder)
+    if others and against:
+        raise UsageError("--other-recording goes with the comparison report, not with --against: make two reports")
     out = out or workspace() / "report"
     store, profile = ResultsStore(results), profile and profile_label(profile)
-    other = other_recording and ResultsStore(other_recording)
-    written = write_grid_report(store, out, against, profile) if against else write_report(store, out, profile, other)
+    written = write_grid_report(store, out, against, profile) if against else \
+        write_report(store, out, profile, [ResultsStore(folder) for folder in others])
     console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
 
 

@@ -6,7 +6,7 @@ model has the same colour in every figure. A panel is one env (with the dataset,
 added to its name when the store holds several for that env).
 
 Which rows and their names: `select`; every statistic: `stats`; tables: `tables`; figures, one
-module per family: `figures`; RL in imagination: `rl`; another recording of the data: `recordings`; the
+module per family: `figures`; RL in imagination: `rl`; other recordings of the data: `recordings`; the
 README: `readme`. `write_report` below lists what a report draws: a new figure is one function in
 `figures` and one line here.
 """
@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display; before anything imports pyplot
 
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import seaborn as sns  # noqa: E402
@@ -52,7 +53,7 @@ from wmbench.report.grid import (  # noqa: E402
     value_text,
 )
 from wmbench.report.readme import grid_readme_text, one_video_per_env, provenance_table, readme_text  # noqa: E402
-from wmbench.report.recordings import compare_recordings, shifts_wide, spread_wide  # noqa: E402
+from wmbench.report.recordings import across_wide, compare_recordings, shifts_wide, spread_wide  # noqa: E402
 from wmbench.report.rl import rl_section, write_rl_report  # noqa: E402
 from wmbench.report.select import Selection, model_colours  # noqa: E402
 from wmbench.report.stats import interval_text  # noqa: E402
@@ -78,10 +79,10 @@ __all__ = ["write_grid_report", "write_report"]
 
 
 def write_report(results: ResultsStore, out: Path, profile: str | None = None,
-                 other_recording: ResultsStore | None = None) -> list[Path]:
+                 other_recordings: Sequence[ResultsStore] = ()) -> list[Path]:
     """Every figure and table, and `README.md` that shows them; returns the files written. With
-    `other_recording` (a store of the same cells on another recording of the datasets), also how each
-    comparison moves between the two (`recordings`)."""
+    `other_recordings` (stores of the same cells, each on another recording of the datasets), also how each
+    comparison moves between the recordings (`recordings`)."""
     table = results.read()
     is_bench, is_rl = table["dataset"] == BENCH_DATASET, table["dataset"] == RL_DATASET
     out = Path(out)
@@ -108,12 +109,14 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None,
     if not comparisons.empty:
         sections["comparisons"] = comparisons
         written += write_table(comparisons, comparison_wide(comparisons), out / "comparisons")
-    if other_recording is not None:
-        shifts, spread = compare_recordings(table[~is_bench & ~is_rl], other_recording.read(), sel.profile)
-        shifts_table, spread_table = shifts_wide(shifts), spread_wide(spread)
-        sections["recording"] = (str(other_recording.root), shifts_table, spread_table)
-        written += write_table(shifts, shifts_table, out / "recording_shifts")
-        written += write_table(spread, spread_table, out / "recording_spread")
+    if other_recordings:
+        others = {str(store.root): store.read() for store in other_recordings}
+        shifts, spread, across = compare_recordings(table[~is_bench & ~is_rl], others, sel.profile)
+        wide = {"shifts": shifts_wide(shifts), "spread": spread_wide(spread), "across": across_wide(across)}
+        sections["recording"] = (list(others), wide)
+        written += write_table(shifts, wide["shifts"], out / "recording_shifts")
+        written += write_table(spread, wide["spread"], out / "recording_spread")
+        written += write_table(across, wide["across"], out / "recording_comparisons")
 
     for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
         tidy = mse_table(sel, metric)

@@ -10,6 +10,7 @@ import pandas as pd
 from wmbench.metrics import CLIP_Z, NORMAL_CLIP_FRACTION
 from wmbench.report.comparisons import FAMILY_ALPHA, comparison_wide, findings
 from wmbench.report.grid import GRID_COLUMN, TRAIN_SIZE, trains_alike, value_text
+from wmbench.report.recordings import MIN_UNITS
 from wmbench.report.rl import rl_section
 from wmbench.report.select import Selection
 from wmbench.report.stats import FLOOR, INTERVAL, LEVEL
@@ -64,26 +65,40 @@ def one_video_per_env(folder: Path, envs) -> list[Path]:
     return videos
 
 
-def recording_part(other: str, shifts_wide: pd.DataFrame, spread_wide: pd.DataFrame) -> list[str]:
-    """The section on another recording of the datasets (`recordings`)."""
+def recording_part(others: list[str], wide: dict[str, pd.DataFrame]) -> list[str]:
+    """The section on other recordings of the datasets (`recordings`)."""
+    where = ", ".join(f"`{o}`" for o in others)
+    has_units = "ratio over recordings" in wide["across"]
     return [
-        "## Another recording of the datasets",
+        "## Other recordings of the datasets" if len(others) > 1 else "## Another recording of the datasets",
         "",
-        f"The same cells (model, env, dataset id, policy, profile, horizon and config) made on another recording of "
-        f"the datasets, in `{other}`: a seed's interval covers a model's training and the evaluation's draws, not "
-        "the data, of which one recording is one draw (with its own BC policy and held-out starts). Each paired "
-        "ratio A/B of the comparisons above is taken on both recordings, and its shift there / here has a "
-        f"{LEVEL:.0%} Welch t interval on the two recordings' per-seed log ratios (`Holm p` over this table). "
-        "tau, the spread a recording adds to a log ratio, is estimated per panel by moments from the shifts (the "
-        "mean of (log shift squared minus its seeds' variance) / 2, the same for every comparison of a panel: "
-        "rough, from one pair of recordings and comparisons that share models). The last column is each ratio "
-        "here with an interval that counts the recording too (normal, tau taken as known, so if anything too "
-        "narrow): where it holds 1 and the paired interval above does not, the verdict is about this recording "
-        "rather than the kind of data (`recording_shifts.csv`, `recording_spread.csv`).",
+        f"The same cells (model, env, dataset id, policy, profile, horizon and config) made on other recordings of "
+        f"the datasets, in {where}: a seed's interval covers a model's training and the evaluation's draws, not "
+        "the data, of which one recording is one draw (with its own policy and held-out starts). Each paired "
+        "ratio A/B of the comparisons above is taken on every recording that has both models. tau, the spread a "
+        "recording adds to a log ratio, is estimated per panel by moments (each comparison's variance of its "
+        "recordings' mean log ratios less their seeds' variance, averaged over the panel's comparisons by degrees "
+        "of freedom: the same for every comparison of a panel, and rough where few recordings and comparisons "
+        "that share models give it):",
         "",
-        markdown_table(spread_wide),
+        markdown_table(wide["spread"]),
         "",
-        markdown_table(shifts_wide),
+        "Each ratio here with an interval that counts the recording too (normal, tau taken as known, so if "
+        "anything too narrow): where it holds 1 and the paired interval above does not, the verdict is about "
+        "this recording rather than the kind of data"
+        + (f". Where {MIN_UNITS} or more recordings have a comparison, the recording is the unit of replication: "
+           f"the geometric mean of the recordings' ratios (each over its own seeds) with a {LEVEL:.0%} Student-t "
+           "interval over the recordings, which covers the seeds' and the recording's spread together, its verdict, "
+           "`Holm p` over those rows, and that comparison's own tau (`recording_comparisons.csv`):"
+           if has_units else " (`recording_comparisons.csv`):"),
+        "",
+        markdown_table(wide["across"]),
+        "",
+        f"How each ratio moves from here to each other recording: the shift there / here with a {LEVEL:.0%} Welch t "
+        "interval on the two recordings' per-seed log ratios, `Holm p` over this table (`recording_shifts.csv`, "
+        "`recording_spread.csv`).",
+        "",
+        markdown_table(wide["shifts"]),
         "",
     ]
 

@@ -1,18 +1,21 @@
-"""How the report's paired comparisons move between two recordings of the same datasets.
+"""How the report's paired comparisons move between recordings of the same datasets.
 
 A seed's interval covers a model's training and the evaluation's draws, not the data: one SAC run's
-buffer is one draw of the dataset, with its own BC policy and held-out start states. Given a second
-store of the same cells (model, env, dataset id, policy, profile, horizon and config) made on another
-recording, each of the report's paired ratios A/B is measured on both. Its shift (there / here) has a
-Welch t interval on the two recordings' per-seed log ratios (independent samples: the recordings share
-no start state), and Holm's adjustment over the table says which shifts exceed what the seeds allow.
-
-Over a panel's comparisons, the spread a recording adds to a log ratio is estimated by moments
-(`stats.between_spread`): tau, the same for every comparison of the panel, a rough average from one
-pair of recordings. An interval on one recording that also counted the recording would be
-sqrt(1 + tau^2 / se^2) times as wide, se being the seeds' standard error of a log ratio there; each
-ratio here gets that interval (`counted_low`, `counted_high`: normal, tau taken as known, so if anything
-too narrow), which says whether its verdict is about the kind of data or only about this recording.
+buffer is one draw of the dataset, with its own BC policy and held-out start states. Given stores of the
+same cells (model, env, dataset id, policy, profile, horizon and config) made on other recordings, each of
+the report's paired ratios A/B is measured on every recording that has both models:
+- its shift on each other recording (there / here) has a Welch t interval on the two recordings' per-seed
+  log ratios (independent samples: the recordings share no start state), with Holm's adjustment over the
+  table (`recording_shifts`);
+- the spread tau a recording adds to a log ratio is estimated per panel by moments
+  (`stats.between_spread`), the same for every comparison of the panel (`recording_spread`): an interval on
+  one recording that also counted it would be sqrt(1 + tau^2 / se^2) times as wide, se being the seeds'
+  standard error of a log ratio there;
+- each ratio here gets that interval (`counted_low`, `counted_high`: normal, tau taken as known, so if
+  anything too narrow), which says whether its verdict is about the kind of data or only about this
+  recording; and where three or more recordings have it, the recording is the unit of replication: the
+  geometric mean of the recordings' ratios with a Student-t interval over them, which covers the seeds' and
+  the recording's spread together, and that comparison's own tau (`recording_comparisons`).
 """
 
 from __future__ import annotations
@@ -24,91 +27,178 @@ from scipy import stats
 from wmbench.errors import UsageError
 from wmbench.report.comparisons import p_text, paired, report_pairs
 from wmbench.report.select import POOLED, Selection
-from wmbench.report.stats import LEVEL, between_spread, holm, interval_text, welch_interval
+from wmbench.report.stats import (
+    LEVEL,
+    between_spread,
+    between_variance,
+    holm,
+    interval_text,
+    mean_interval,
+    paired_t_p_value,
+    welch_interval,
+)
 
 CELL = ["model", "env", "dataset", "policy", "profile", "horizon", "config_hash"]  # two stores' cells alike
+HERE = "here"  # the report's own store, among the recordings
+COMPARISON = ["panel", "horizon", "a", "b"]
+MIN_UNITS = 3  # recordings for an interval over them: a t interval over two reaches 12.7 standard errors each side
 Z = float(stats.norm.ppf((1 + LEVEL) / 2))
-SHIFT_COLUMNS = ["metric", "panel", "horizon", "a", "b", "n_here", "ratio_here", "n_there", "ratio_there", "shift",
-                 "shift_low", "shift_high", "p_value", "p_holm", "var_here", "var_there"]
+SHIFT_COLUMNS = ["metric", "panel", "horizon", "a", "b", "other", "n_here", "ratio_here", "n_there", "ratio_there",
+                 "shift", "shift_low", "shift_high", "p_value", "p_holm", "var_here", "var_there"]
+ACROSS_COLUMNS = ["metric", "panel", "horizon", "a", "b", "n_here", "ratio_here", "counted_low", "counted_high",
+                  "recordings", "seeds", "ratio", "ratio_low", "ratio_high", "verdict", "p_value", "p_holm", "tau"]
 
 
-def common_cells(here: pd.DataFrame, there: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows of each store's cells that the other store also has (the same `CELL` keys, any seeds)."""
+def common_cells(here: pd.DataFrame, there: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows of `there`'s cells (the store `name`) that `here` also has (the same `CELL` keys, any seeds)."""
     keys = [c for c in CELL if c in here and c in there]
-    shared = here[keys].drop_duplicates().merge(there[keys].drop_duplicates())
+    shared = there.merge(here[keys].drop_duplicates())
     if shared.empty:
-        raise UsageError("the two stores share no cell (the same model, env, dataset, policy, profile, horizon and "
-                         "config): --other-recording takes a store of the same sweep on another recording of the data")
-    return here.merge(shared), there.merge(shared)
+        raise UsageError(f"{name} shares no cell with the report's store (the same model, env, dataset, policy, "
+                         "profile, horizon and config): --other-recording takes a store of the same sweep on another "
+                         "recording of the data")
+    return shared
 
 
-def compare_recordings(here: pd.DataFrame, there: pd.DataFrame, profile: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`(shifts, spread)` of the report's comparisons between the store rows `here` and `there` (one profile):
-    `recording_shifts` with each ratio here's interval counting the recording (`counted_low`, `counted_high`),
-    and `recording_spread`."""
-    mine, theirs = common_cells(here[here["profile"] == profile], there)
-    shifts = recording_shifts(Selection.from_store(mine, profile), Selection.from_store(theirs, profile))
+def log_ratios(sel: Selection, metric: str = "mse") -> pd.DataFrame:
+    """`[panel, horizon, a, b, seed, log_ratio]`: each of the report's pairs A/B per seed, at each horizon's last
+    step."""
+    frames = [paired(sel, a, b, metric).rename(columns={"a": "value_a", "b": "value_b"}).assign(a=a, b=b)
+              for a, b in report_pairs(sel.models)]
+    frames = [f.assign(log_ratio=np.log(f["value_a"] / f["value_b"])) for f in frames if not f.empty]
+    columns = [*COMPARISON, "seed", "log_ratio"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def compare_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], profile: str,
+                       metric: str = "mse") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`(shifts, spread, across)` of the report's comparisons between the store rows `here` and each of `others`
+    (named by their stores; one profile): `SHIFT_COLUMNS`, `recording_spread` and `ACROSS_COLUMNS`."""
+    here = here[here["profile"] == profile]
+    frames = {HERE: log_ratios(Selection.from_store(here, profile), metric)}
+    for name, there in others.items():
+        frames[name] = log_ratios(Selection.from_store(common_cells(here, there, name), profile), metric)
+    ratios = pd.concat([f.assign(recording=name) for name, f in frames.items()], ignore_index=True)
+    means = recording_means(ratios)
+    shifts = recording_shifts(means, ratios, metric)
     if shifts.empty:
-        raise UsageError("the two stores share no cells of two models the report compares: --other-recording "
-                         "takes a store of the same sweep on another recording of the data")
-    spread = recording_spread(shifts)
-    tau = spread.set_index("panel")["tau"]  # each ratio here, with its panel's recording spread counted
-    widen = np.exp(Z * np.sqrt(shifts["var_here"] + shifts["panel"].map(tau) ** 2))
-    return shifts.assign(counted_low=shifts["ratio_here"] / widen, counted_high=shifts["ratio_here"] * widen), spread
+        raise UsageError("the stores share no cells of two models the report compares: --other-recording takes a "
+                         "store of the same sweep on another recording of the data")
+    spread = recording_spread(means)
+    return shifts, spread, across_recordings(means, spread, metric)
 
 
-def recording_shifts(here: Selection, there: Selection, metric: str = "mse") -> pd.DataFrame:
-    """`SHIFT_COLUMNS`: each of the report's ratios A/B (per panel, at each horizon's last step) on both
-    recordings, the shift there / here with its Welch interval and `p_holm` over the table. `var_*` are the
-    seeds' variances of each recording's mean log ratio."""
+def recording_means(ratios: pd.DataFrame) -> pd.DataFrame:
+    """`[panel, horizon, a, b, recording, n, mean, var]`: each recording's mean log ratio over its seeds and the
+    seeds' variance of that mean (NaN with one seed); only comparisons that the report's own store has."""
+    grouped = ratios.groupby([*COMPARISON, "recording"], sort=False)["log_ratio"]
+    means = grouped.agg(n="count", mean="mean", var=lambda x: x.var(ddof=1) / len(x)).reset_index()
+    ours = means.loc[means["recording"] == HERE, COMPARISON]
+    return means.merge(ours)
+
+
+def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`SHIFT_COLUMNS`: each comparison's ratio on each other recording over its ratio here, the shift's Welch
+    interval and `p_holm` over the table."""
+    seeds = {key: part["log_ratio"].to_numpy() for key, part in ratios.groupby([*COMPARISON, "recording"])}
+    here = means[means["recording"] == HERE].set_index(COMPARISON)
     rows = []
-    for a, b in report_pairs([m for m in here.models if m in there.models]):
-        mine, theirs = paired(here, a, b, metric), paired(there, a, b, metric)
-        for (panel, horizon), x in mine.groupby(["panel", "horizon"]):
-            y = theirs[(theirs["panel"] == panel) & (theirs["horizon"] == horizon)]
-            if y.empty:
-                continue
-            log_x, log_y = np.log(x["a"] / x["b"]).to_numpy(), np.log(y["a"] / y["b"]).to_numpy()
-            shift, low, high, p = welch_interval(log_x, log_y)
-            rows.append([metric, panel, int(horizon), a, b, len(log_x), np.exp(log_x.mean()), len(log_y),
-                         np.exp(log_y.mean()), np.exp(shift), np.exp(low), np.exp(high), p, np.nan,
-                         _mean_variance(log_x), _mean_variance(log_y)])
+    for r in means[means["recording"] != HERE].itertuples(index=False):
+        key = (r.panel, r.horizon, r.a, r.b)
+        mine, theirs = here.loc[key], seeds[(*key, r.recording)]
+        shift, low, high, p = welch_interval(seeds[(*key, HERE)], theirs)
+        rows.append([metric, r.panel, int(r.horizon), r.a, r.b, r.recording, int(mine["n"]), np.exp(mine["mean"]),
+                     int(r.n), np.exp(r.mean), np.exp(shift), np.exp(low), np.exp(high), p, np.nan, mine["var"], r.var])
     table = pd.DataFrame(rows, columns=SHIFT_COLUMNS)
     return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
 
 
-def _mean_variance(values: np.ndarray) -> float:
-    return float(values.var(ddof=1) / len(values)) if len(values) > 1 else float("nan")
+def _estimated(means: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """The comparisons measured on two or more recordings, each with a seeds' variance on every one."""
+    return [(key, part) for key, part in means.groupby(COMPARISON, sort=False)
+            if len(part) > 1 and part["var"].notna().all()]
 
 
-def recording_spread(shifts: pd.DataFrame) -> pd.DataFrame:
-    """`[panel, comparisons, tau, se, widening]` per panel and over all of them (`POOLED`): the spread tau
-    a recording adds to a log ratio, the seeds' root-mean-square standard error of a log ratio here, and how
-    many times wider an interval here would be if it counted the recording too. Comparisons with one seed
-    on either side have no variance and are left out."""
-    known = shifts.dropna(subset=["var_here", "var_there"])
-    groups = list(known.groupby("panel")) + [(POOLED, known)] * (known["panel"].nunique() > 1)
+def recording_spread(means: pd.DataFrame) -> pd.DataFrame:
+    """`[panel, comparisons, recordings, tau, se, widening]` per panel and over all of them (`POOLED`): the spread
+    tau a recording adds to a log ratio, the seeds' root-mean-square standard error of a log ratio here, and how
+    many times wider an interval here would be if it counted the recording too. Comparisons with one seed on
+    some recording have no variance there and are left out."""
+    estimated = _estimated(means)
+    panels = {}
+    for key, part in estimated:
+        panels.setdefault(key[0], []).append(part)
+    groups = list(panels.items()) + [(POOLED, [p for _, p in estimated])] * (len(panels) > 1)
     rows = []
-    for panel, part in groups:
-        tau = between_spread(np.log(part["shift"]), part["var_here"] + part["var_there"])
-        se = float(np.sqrt(part["var_here"].mean()))
-        rows.append((panel, len(part), tau, se, float(np.sqrt(1 + tau ** 2 / se ** 2)) if se > 0 else np.nan))
-    return pd.DataFrame(rows, columns=["panel", "comparisons", "tau", "se", "widening"])
+    for panel, parts in groups:
+        tau = between_spread([p["mean"] for p in parts], [p["var"] for p in parts])
+        se = float(np.sqrt(np.mean([p.loc[p["recording"] == HERE, "var"].iloc[0] for p in parts])))
+        recordings = len(set().union(*(p["recording"] for p in parts)))
+        rows.append((panel, len(parts), recordings, tau, se, float(np.sqrt(1 + tau ** 2 / se ** 2)) if se > 0
+                     else np.nan))
+    return pd.DataFrame(rows, columns=["panel", "comparisons", "recordings", "tau", "se", "widening"])
+
+
+def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`ACROSS_COLUMNS`, one row per comparison here: its ratio here with an interval that counts its panel's tau
+    (`counted_*`), and where `MIN_UNITS` or more recordings have it, the recordings as the unit (`ratio`: the
+    geometric mean of their ratios, a Student-t interval over them, its verdict and Holm p over the table) with
+    its own `tau` (NaN with fewer recordings, or a recording of one seed)."""
+    tau = spread.set_index("panel")["tau"]
+    estimated = {key for key, _ in _estimated(means)}
+    rows = []
+    for key, part in means.groupby(COMPARISON, sort=False):
+        mine = part[part["recording"] == HERE].iloc[0]
+        half = Z * np.sqrt(mine["var"] + tau.get(key[0], np.nan) ** 2)
+        ratio_here = np.exp(mine["mean"])
+        row = [metric, key[0], int(key[1]), key[2], key[3], int(mine["n"]), ratio_here, ratio_here / np.exp(half),
+               ratio_here * np.exp(half), len(part), int(part["n"].sum())]
+        if len(part) >= MIN_UNITS:
+            centre, low, high = np.exp(mean_interval(part["mean"].to_numpy()))
+            verdict = "better" if high < 1 else "worse" if low > 1 else f"not distinguishable at {len(part)} recordings"
+            spread_here = np.sqrt(max(0.0, between_variance(part["mean"], part["var"]))) if key in estimated else np.nan
+            row += [centre, low, high, verdict, paired_t_p_value(part["mean"]), np.nan, spread_here]
+        else:
+            row += [np.nan] * 3 + ["", np.nan, np.nan, np.nan]
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=ACROSS_COLUMNS)
+    return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
 
 
 def shifts_wide(shifts: pd.DataFrame) -> pd.DataFrame:
-    """Readable: `A vs B`, panel, h, each recording's ratio and seeds, the shift with its interval, `Holm p`."""
-    return pd.DataFrame({
+    """Readable: `A vs B`, panel, h, the other recording (where there are several), each recording's ratio and
+    seeds, the shift with its interval, `Holm p`."""
+    wide = pd.DataFrame({
         "A vs B": shifts["a"] + " vs " + shifts["b"],
         "panel": shifts["panel"],
         "h": shifts["horizon"],
+        "other recording": shifts["other"],
         "ratio here": [f"{r:.2f} (n={n})" for r, n in zip(shifts["ratio_here"], shifts["n_here"])],
         "ratio there": [f"{r:.2f} (n={n})" for r, n in zip(shifts["ratio_there"], shifts["n_there"])],
         "shift there / here": [interval_text(*r, ".2f") for r in shifts[["shift", "shift_low", "shift_high"]].values],
         "Holm p": [p_text(p) for p in shifts["p_holm"]],
-        "ratio here, recording counted": [interval_text(*r, ".2f") for r in
-                                          shifts[["ratio_here", "counted_low", "counted_high"]].values],
     })
+    return wide if shifts["other"].nunique() > 1 else wide.drop(columns="other recording")
+
+
+def across_wide(across: pd.DataFrame) -> pd.DataFrame:
+    """Readable: `A vs B`, panel, h, the ratio here with the recording counted, and over the recordings (where
+    there are enough) the ratio with its interval, the verdict, `Holm p` and the comparison's own tau."""
+    wide = pd.DataFrame({
+        "A vs B": across["a"] + " vs " + across["b"],
+        "panel": across["panel"],
+        "h": across["horizon"],
+        "ratio here, recording counted": [f"{interval_text(*r, '.2f')} (n={n})" for r, n in zip(
+            across[["ratio_here", "counted_low", "counted_high"]].values, across["n_here"])],
+        "recordings (seeds)": [f"{k} ({s})" for k, s in zip(across["recordings"], across["seeds"])],
+        "ratio over recordings": [interval_text(*r, ".2f") if not np.isnan(r[0]) else "" for r in
+                                  across[["ratio", "ratio_low", "ratio_high"]].values],
+        "verdict": across["verdict"].str.replace("better", "A better").str.replace("worse", "A worse"),
+        "Holm p": [p_text(p) for p in across["p_holm"]],
+        "tau": ["" if np.isnan(t) else f"{t:.3f}" for t in across["tau"]],
+    })
+    return wide if across["ratio"].notna().any() else wide.drop(
+        columns=["ratio over recordings", "verdict", "Holm p", "tau"])
 
 
 def spread_wide(spread: pd.DataFrame) -> pd.DataFrame:
@@ -116,6 +206,7 @@ def spread_wide(spread: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "panel": spread["panel"],
         "comparisons": spread["comparisons"],
+        "recordings": spread["recordings"],
         "recording's SD of a log ratio (tau)": spread["tau"].map("{:.3f}".format),
         "seeds' SE of a log ratio here": spread["se"].map("{:.3f}".format),
         "interval widening": spread["widening"].map("{:.1f}x".format),

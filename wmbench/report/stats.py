@@ -21,8 +21,10 @@ p-values over a family of comparisons (Holm, 1979: valid whatever their dependen
 whose adjusted p-value is below 1 - LEVEL holds with at most that chance of any false verdict in
 the family.
 
-Two recordings of a dataset are independent samples: `welch_interval` compares a quantity measured on
-each, and `between_spread` estimates by moments the spread a recording adds to it beyond the seeds.
+Recordings of a dataset are independent samples: `welch_interval` compares a quantity measured on two,
+and `between_spread` estimates by moments the spread a recording adds to it beyond the seeds. With several
+recordings the recording is the unit of replication: each one's mean over its seeds is one sample, and
+`mean_interval` over them covers the seeds' and the recording's spread together.
 
 The aggregate score of a model is its error relative to the `persistence` floor, per run (env,
 horizon, seed): `error at the last step / persistence's error at the last step` of the same env,
@@ -189,13 +191,24 @@ def welch_interval(x, y, level: float = LEVEL) -> tuple[float, float, float, flo
     return difference, float(difference - half), float(difference + half), p_value
 
 
-def between_spread(differences, variances) -> float:
-    """The standard deviation tau that a factor drawn afresh for each of two samples (a recording of the data)
-    adds to a quantity, from the differences between the two samples' estimates of several such quantities
-    and each difference's variance within (its seeds'): E[d^2] = 2 tau^2 + v, so tau^2 is the mean of
-    (d^2 - v) / 2, by moments (0 where that is negative: the differences are no larger than the seeds allow)."""
-    d, v = np.asarray(differences, np.float64), np.asarray(variances, np.float64)
-    return float(np.sqrt(max(0.0, np.mean(d ** 2 - v) / 2)))
+def between_variance(means, variances) -> float:
+    """The variance a factor drawn afresh for each sample (a recording of the data) adds to one quantity, by
+    moments from its estimates on several samples (`means`, one per recording) and each estimate's variance
+    within (`variances`, its seeds'): E[var(means)] = tau^2 + mean(variances), so the estimate is
+    var(means) - mean(variances), unbiased and negative where the means agree better than their seeds allow.
+    Two samples give (d^2 - v1 - v2) / 2 for their difference d."""
+    means, variances = np.asarray(means, np.float64), np.asarray(variances, np.float64)
+    return float(means.var(ddof=1) - variances.mean())
+
+
+def between_spread(means, variances) -> float:
+    """The standard deviation tau of that factor, the same for several quantities: each quantity's
+    `between_variance` from its `means` and `variances` (sequences of equal length, one per quantity, of two or
+    more samples each), averaged weighting each by its degrees of freedom (samples - 1), then the square root
+    of that (0 where it is negative: the estimates are no further apart than the seeds allow)."""
+    weights = np.array([len(m) - 1 for m in means], np.float64)
+    estimates = np.array([between_variance(m, v) for m, v in zip(means, variances)])
+    return float(np.sqrt(max(0.0, np.sum(weights * estimates) / weights.sum())))
 
 
 # ----------------------------------------------------------------------------- the aggregate score
