@@ -74,10 +74,10 @@ reference-study: install
 
 # Other recordings of Hopper's SAC data (the recording as the unit of replication): SAC seeds 1-4, each recorded
 # at one thread in its own workspace (recordings/hopper-seedS: datasets and models, not committed), then PolyGRAD,
-# the authors' two-row model and the floors on it, seeds 0-2, into reports/recordings/hopper-seedS (hours on a
-# CPU: rerun to resume). `make report` counts them with the reference's recording and the earlier one.
+# the two autoregressive diffusions, the ensemble and the floors on it, seeds 0-2, into reports/recordings/hopper-seedS
+# (hours on a CPU: rerun to resume). `make report` counts them with the reference's recording and the earlier one.
 RECORDING_SEEDS ?= 1 2 3 4
-RECORDING_MODELS := persistence,linear,polygrad,ar-diffusion-2row
+RECORDING_MODELS := persistence,linear,polygrad,ar-diffusion-2row,ar-diffusion,mlp-ensemble
 recording-study: install
 	for s in $(RECORDING_SEEDS); do export WMBENCH_HOME=recordings/hopper-seed$$s OMP_NUM_THREADS=1; \
 		$(BIN)/wmbench data list | grep -q "wmbench/hopper/sac-replay-v0" || \
