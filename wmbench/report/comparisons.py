@@ -103,9 +103,14 @@ def comparison_wide(comparisons: pd.DataFrame) -> pd.DataFrame:
         "n": comparisons["n"],
         "error ratio A/B": [interval_text(*r, ".2f") for r in comparisons[["ratio", "ratio_low", "ratio_high"]].values],
         "P(A < B)": [interval_text(*r, ".2f") for r in comparisons[["p_improvement", "p_low", "p_high"]].values],
-        "verdict": comparisons["verdict"].str.replace("better", "A better").str.replace("worse", "A worse"),
+        "verdict": verdict_text(comparisons["verdict"]),
         "Holm p": [p_text(p) for p in comparisons["p_holm"]],
     })
+
+
+def verdict_text(verdicts: pd.Series) -> pd.Series:
+    """A table's verdicts said of A: `A better`, `A worse`, or that the replicates cannot tell."""
+    return verdicts.str.replace("better", "A better").str.replace("worse", "A worse")
 
 
 def p_text(p: float) -> str:

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from wmbench.errors import UsageError
-from wmbench.report.comparisons import p_text, paired, report_pairs
+from wmbench.report.comparisons import p_text, paired, report_pairs, verdict_text
 from wmbench.report.select import POOLED, Selection
 from wmbench.report.stats import (
     LEVEL,
@@ -35,6 +35,7 @@ from wmbench.report.stats import (
     interval_text,
     mean_interval,
     paired_t_p_value,
+    verdict,
     welch_interval,
 )
 
@@ -113,18 +114,13 @@ def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str) -> 
     return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
 
 
-def _estimated(means: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    """The comparisons measured on two or more recordings, each with a seeds' variance on every one."""
-    return [(key, part) for key, part in means.groupby(COMPARISON, sort=False)
-            if len(part) > 1 and part["var"].notna().all()]
-
-
 def recording_spread(means: pd.DataFrame) -> pd.DataFrame:
     """`[panel, comparisons, recordings, tau, se, widening]` per panel and over all of them (`POOLED`): the spread
     tau a recording adds to a log ratio, the seeds' root-mean-square standard error of a log ratio here, and how
     many times wider an interval here would be if it counted the recording too. Comparisons with one seed on
     some recording have no variance there and are left out."""
-    estimated = _estimated(means)
+    estimated = [(key, part) for key, part in means.groupby(COMPARISON, sort=False)
+                 if len(part) > 1 and part["var"].notna().all()]  # on 2+ recordings, each with a seeds' variance
     panels = {}
     for key, part in estimated:
         panels.setdefault(key[0], []).append(part)
@@ -145,7 +141,6 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str) ->
     geometric mean of their ratios, a Student-t interval over them, its verdict and Holm p over the table) with
     its own `tau` (NaN with fewer recordings, or a recording of one seed)."""
     tau = spread.set_index("panel")["tau"]
-    estimated = {key for key, _ in _estimated(means)}
     rows = []
     for key, part in means.groupby(COMPARISON, sort=False):
         mine = part[part["recording"] == HERE].iloc[0]
@@ -155,9 +150,10 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str) ->
                ratio_here * np.exp(half), len(part), int(part["n"].sum())]
         if len(part) >= MIN_UNITS:
             centre, low, high = np.exp(mean_interval(part["mean"].to_numpy()))
-            verdict = "better" if high < 1 else "worse" if low > 1 else f"not distinguishable at {len(part)} recordings"
-            spread_here = np.sqrt(max(0.0, between_variance(part["mean"], part["var"]))) if key in estimated else np.nan
-            row += [centre, low, high, verdict, paired_t_p_value(part["mean"]), np.nan, spread_here]
+            spread_here = np.sqrt(max(0.0, between_variance(part["mean"], part["var"]))) \
+                if part["var"].notna().all() else np.nan
+            row += [centre, low, high, verdict(low, high, f"{len(part)} recordings"), paired_t_p_value(part["mean"]),
+                    np.nan, spread_here]
         else:
             row += [np.nan] * 3 + ["", np.nan, np.nan, np.nan]
         rows.append(row)
@@ -193,7 +189,7 @@ def across_wide(across: pd.DataFrame) -> pd.DataFrame:
         "recordings (seeds)": [f"{k} ({s})" for k, s in zip(across["recordings"], across["seeds"])],
         "ratio over recordings": [interval_text(*r, ".2f") if not np.isnan(r[0]) else "" for r in
                                   across[["ratio", "ratio_low", "ratio_high"]].values],
-        "verdict": across["verdict"].str.replace("better", "A better").str.replace("worse", "A worse"),
+        "verdict": verdict_text(across["verdict"]),
         "Holm p": [p_text(p) for p in across["p_holm"]],
         "tau": ["" if np.isnan(t) else f"{t:.3f}" for t in across["tau"]],
     })

@@ -102,12 +102,17 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """`better` or `worse` when the interval of the ratio excludes 1, else that it cannot tell."""
-        if self.high < 1:
-            return "better"
-        if self.low > 1:
-            return "worse"
-        return f"not distinguishable at n={self.n}"
+        return verdict(self.low, self.high, f"n={self.n}")
+
+
+def verdict(low: float, high: float, replicates: str) -> str:
+    """`better` or `worse` when the interval `[low, high]` of a ratio A/B excludes 1, else that `replicates`
+    (`n=5`, `6 recordings`) cannot tell."""
+    if high < 1:
+        return "better"
+    if low > 1:
+        return "worse"
+    return f"not distinguishable at {replicates}"
 
 
 def probability_of_improvement(a: np.ndarray, b: np.ndarray) -> float:
