@@ -1,5 +1,7 @@
 """How comparisons move between recordings of the datasets (`report --other-recording`), on known numbers."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,6 +9,7 @@ from scipy import stats
 from test_cli import run_main
 
 from wmbench.report import write_report
+from wmbench.report.grid import TRAIN_SIZE, compare_grid_recordings
 from wmbench.report.recordings import compare_recordings
 from wmbench.report.stats import between_spread, between_variance, welch_interval
 from wmbench.results import Cell, ResultsStore
@@ -124,9 +127,6 @@ def test_the_report_adds_the_other_recording_and_refuses_what_cannot_pair(tmp_pa
     code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(here.root), "--other-recording",
                             str(tmp_path / "nowhere"))
     assert code == 2 and "does not exist" in err
-    code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(here.root), "--against", "policy_std",
-                            "--other-recording", str(there.root))
-    assert code == 2 and "not with --against" in err
 
 
 def test_the_cli_takes_several_recordings_and_refuses_a_missing_one(tmp_path, monkeypatch, capsys):
@@ -140,3 +140,71 @@ def test_the_cli_takes_several_recordings_and_refuses_a_missing_one(tmp_path, mo
     code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(stores[0].root), *others,
                             "--other-recording", str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere does not exist" in err
+
+
+# ----------------------------------------------------------------------------- growths of error on other recordings
+
+GROWTH = [1.5, 1.2, 1.9, 1.35]  # polygrad's error at 1,000 transitions over its own with all the data, per recording
+LEVEL_OF = [1.0, 3.0, 0.5, 2.0]  # each recording's error level with all the data (a growth cancels it)
+FULL_OF = [16000, 15000, 17500, 14000]  # each recording's full training size
+SEED_NOISE = {"polygrad": [1.0, 1.1, 0.95], "mlp-ensemble": [1.0, 0.9, 1.2]}
+
+
+def write_size_recording(root, k: int, sizes=(1000, 0)) -> ResultsStore:
+    """Recording k of hopper: the ensemble's error doubles at 1,000 transitions on every recording, polygrad's
+    grows by `GROWTH[k]`; each seed's small-data error moves by its own noise."""
+    store = ResultsStore(root)
+    for model in ("polygrad", "mlp-ensemble", "persistence"):
+        for size in sizes:
+            for seed in range(3):
+                growth = {"polygrad": GROWTH[k], "mlp-ensemble": 2.0, "persistence": 1.0}[model]
+                noise = SEED_NOISE.get(model, [1.0] * 3)[seed]
+                last = LEVEL_OF[k] * (1 + seed) * (growth * noise if size else 1.0)
+                rows = pd.DataFrame([("mse", step, last * step / 5) for step in range(1, 6)],
+                                    columns=["metric", "step", "value"])
+                data = {"steps": 1, **({"train_transitions": size} if size else {})}
+                store.write(Cell(model, "hopper", "wmbench/hopper/sac-replay-v0", "behaviour-std0.2", "quick", 5, seed,
+                                 config_hash=f"{model[:2]}{size}"),
+                            rows.assign(config=json.dumps({"data": data, model: {}}), n_trajectories=8,
+                                        dataset_train_transitions=FULL_OF[k]))
+    return store
+
+
+def test_a_growth_of_error_is_compared_over_recordings_each_against_its_own_full_data(tmp_path):
+    """4 recordings of different sizes and error levels: polygrad's growth to 1,000 transitions is each
+    recording's `GROWTH` (times its seeds' noise), whatever the level; over the recordings it gets the t interval
+    of their mean log growths, and against the ensemble's steady 2x its own; the full size is no growth."""
+    stores = [write_size_recording(tmp_path / f"r{k}", k) for k in range(4)]
+    others = {str(s.root): s.read() for s in stores[1:]}
+    shifts, spread, across = compare_grid_recordings(stores[0].read(), others, TRAIN_SIZE, "quick")
+    rows = across.set_index(["a", "b"])
+    assert set(across["grid"]) == {1000} and (across["recordings"] == 4).all()
+    noise = {model: np.log(values).mean() for model, values in SEED_NOISE.items()}
+    for b, means in (("", np.log(GROWTH) + noise["polygrad"]),
+                     ("mlp-ensemble", np.log(GROWTH) + noise["polygrad"] - np.log(2.0) - noise["mlp-ensemble"])):
+        low, high = stats.t.interval(0.95, 3, loc=means.mean(), scale=stats.sem(means))
+        assert tuple(rows.loc[("polygrad", b), ["ratio", "ratio_low", "ratio_high"]]) == pytest.approx(
+            (np.exp(means.mean()), np.exp(low), np.exp(high)))
+    assert rows.loc[("polygrad", ""), "verdict"] == "worse"  # its error grows on every recording
+    assert rows.loc[("mlp-ensemble", ""), "ratio"] == pytest.approx(2.0 * np.exp(noise["mlp-ensemble"]))
+    assert rows.loc[("mlp-ensemble", ""), "tau"] == 0.0  # the same growth on every recording
+    moved = shifts.set_index(["a", "b", "other"]).loc[("polygrad", "", str(stores[2].root))]
+    assert moved["shift"] == pytest.approx(GROWTH[2] / GROWTH[0])
+    assert spread.set_index("panel").loc["hopper", "recordings"] == 4
+
+
+def test_the_grid_report_adds_other_recordings_and_names_a_store_it_cannot_use(tmp_path, monkeypatch, capsys):
+    stores = [write_size_recording(tmp_path / f"r{k}", k) for k in range(3)]
+    others = [arg for s in stores[1:] for arg in ("--other-recording", str(s.root))]
+    code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(stores[0].root), "--out",
+                            str(tmp_path / "out"), "--against", TRAIN_SIZE, *others)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert code == 0 and "## Other recordings of the datasets" in readme
+    assert "| polygrad (own) | hopper | 5 | 1,000 |" in readme
+    assert "| polygrad vs mlp-ensemble | hopper | 5 | 1,000 |" in readme
+    assert (pd.read_csv(tmp_path / "out" / "recording_comparisons.csv")["recordings"] == 3).all()
+    full_only = write_size_recording(tmp_path / "full", 3, sizes=(0,))
+    code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(stores[0].root), "--out",
+                            str(tmp_path / "o2"), "--against", TRAIN_SIZE, "--other-recording", str(full_only.root))
+    assert code == 2 and f"error: {full_only.root}: " in err and "one value of" in err
+    assert len(err.strip().splitlines()) == 1

@@ -39,9 +39,9 @@ def report(
                                                      "data.train_transitions, policy_std, or any SECTION.KEY."),
     other_recording: Optional[List[Path]] = typer.Option(
         None, help="A store of the same cells made on another recording of the datasets (repeat it for several): the "
-                   "report adds how each comparison moves between the recordings, the spread a recording adds to a "
-                   "ratio beyond its seeds, and, where 3 or more recordings have a comparison, its interval over "
-                   "the recordings."),
+                   "report adds how each comparison (with --against: each growth of error) moves between the "
+                   "recordings, the spread a recording adds to a ratio beyond its seeds, and, where 3 or more "
+                   "recordings have a comparison, its interval over the recordings."),
 ) -> None:
     """Draw the paper's comparison figures and tables (means with 95% Student-t intervals over seeds, paired
     comparisons and the findings they back) from the results store, with a README.md that shows them and
@@ -58,12 +58,11 @@ def report(
     others = other_recording or []
     for folder in others:
         existing_folder(folder)
-    if others and against:
-        raise UsageError("--other-recording goes with the comparison report, not with --against: make two reports")
     out = out or workspace() / "report"
     store, profile = ResultsStore(results), profile and profile_label(profile)
-    written = write_grid_report(store, out, against, profile) if against else \
-        write_report(store, out, profile, [ResultsStore(folder) for folder in others])
+    others = [ResultsStore(folder) for folder in others]
+    written = write_grid_report(store, out, against, profile, others) if against else \
+        write_report(store, out, profile, others)
     console.print(f"wrote {len(written)} files to {out}/ (open {Path(out) / 'README.md'})", highlight=False)
 
 

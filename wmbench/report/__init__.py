@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # files only, no display; before anything imports pyplot
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from wmbench.paths import atomic_write_bytes  # noqa: E402
@@ -41,12 +42,14 @@ from wmbench.report.figures.grid import (  # noqa: E402
 from wmbench.report.grid import (  # noqa: E402
     GRID_COLUMN,
     calibration_grid_wide,
+    compare_grid_recordings,
     grid_aggregate,
     grid_comparisons,
     grid_errors,
     grid_selection,
     grid_wide,
     objective_table,
+    recording_wide,
     robustness,
     robustness_wide,
     trains_alike,
@@ -76,6 +79,15 @@ from wmbench.report.tables import (  # noqa: E402
 from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table  # noqa: E402
 
 __all__ = ["write_grid_report", "write_report"]
+
+
+RECORDING_TABLES = {"shifts": "recording_shifts", "spread": "recording_spread", "across": "recording_comparisons"}
+
+
+def _write_recording_tables(tables: dict[str, pd.DataFrame], wide: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    """The three tables on other recordings (`recordings`), tidy (CSV) and readable (Markdown)."""
+    return [path for name, stem in RECORDING_TABLES.items()
+            for path in write_table(tables[name], wide[name], out / stem)]
 
 
 def write_report(results: ResultsStore, out: Path, profile: str | None = None,
@@ -111,12 +123,11 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None,
         written += write_table(comparisons, comparison_wide(comparisons), out / "comparisons")
     if other_recordings:
         others = {str(store.root): store.read() for store in other_recordings}
-        shifts, spread, across = compare_recordings(table[~is_bench & ~is_rl], others, sel.profile)
-        wide = {"shifts": shifts_wide(shifts), "spread": spread_wide(spread), "across": across_wide(across)}
+        tables = dict(zip(RECORDING_TABLES, compare_recordings(table[~is_bench & ~is_rl], others, sel.profile)))
+        wide = {"shifts": shifts_wide(tables["shifts"]), "spread": spread_wide(tables["spread"]),
+                "across": across_wide(tables["across"])}
         sections["recording"] = (list(others), wide)
-        written += write_table(shifts, wide["shifts"], out / "recording_shifts")
-        written += write_table(spread, wide["spread"], out / "recording_spread")
-        written += write_table(across, wide["across"], out / "recording_comparisons")
+        written += _write_recording_tables(tables, wide, out)
 
     for metric, stem in (("mse", "mse_table"), ("mse_alive", "mse_alive_table")):
         tidy = mse_table(sel, metric)
@@ -160,8 +171,11 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None,
     return written + [out / "README.md"]
 
 
-def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str | None = None) -> list[Path]:
-    """The report against a grid key (`report.grid`): figures, tables and a README; returns the files written."""
+def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str | None = None,
+                      other_recordings: Sequence[ResultsStore] = ()) -> list[Path]:
+    """The report against a grid key (`report.grid`): figures, tables and a README; returns the files written.
+    With `other_recordings`, also how each growth of the robustness table moves between recordings
+    (`recordings`)."""
     table = results.read()
     table = table[~table["dataset"].isin([BENCH_DATASET, RL_DATASET])]
     sel = grid_selection(table, key, profile)
@@ -189,6 +203,12 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
         atomic_write_bytes(out / "grid_robustness.csv", robust.to_csv(index=False).encode())
         written.append(out / "grid_robustness.csv")
         sections["robustness"] = robustness_wide(robust, key)
+    if other_recordings:
+        others = {str(store.root): store.read() for store in other_recordings}
+        tables = dict(zip(RECORDING_TABLES, compare_grid_recordings(table, others, key, sel.profile)))
+        wide = recording_wide(**tables, key=key)
+        sections["recording"] = (list(others), wide)
+        written += _write_recording_tables(tables, wide, out)
     calibration = calibration_table(sel, by=(GRID_COLUMN,))
     if not calibration.empty:
         written.append(plot_grid_calibration(calibration, colours, key, out / "grid_calibration.png"))

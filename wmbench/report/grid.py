@@ -22,6 +22,7 @@ from wmbench.cells import BEHAVIOUR_LABEL
 from wmbench.config import section_class
 from wmbench.errors import UsageError
 from wmbench.report.comparisons import METHOD, p_text, pooled_groups, report_comparisons, with_holm
+from wmbench.report.recordings import HERE, across_wide, common_cells, recording_tables, shifts_wide, spread_wide
 from wmbench.report.select import EMPTY_STORE, Selection, base_model
 from wmbench.report.stats import FLOOR, compare, interval_text, summarise
 from wmbench.report.tables import aggregate_scores, calibration_wide
@@ -201,20 +202,14 @@ def _last_errors(sel: Selection, metric: str) -> pd.DataFrame:
     return rows.pivot_table(index=["panel", "horizon", "seed"], columns=["model", GRID_COLUMN], values="value")
 
 
-def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
-    """How much each model's error grows away from the largest value of the key in each env (all its data),
-    and whether PolyGRAD's grows less than another model's: paired by seed (a seed's subsets are nested).
-
-    Rows with `b` empty: model `a`'s error at the value over its own at the env's `reference` (its largest
-    value), the geometric mean over seeds with a paired t interval. Rows with `b`: that growth of PolyGRAD
-    over the growth of `b` (below 1: PolyGRAD loses less accuracy: more robust); the verdict as in
-    `stats.compare`. Each env, and all envs pooled (reference NaN: each env's own); the persistence floor,
-    which learns nothing, is left out. Each kind of row (a model's own growth; PolyGRAD's against another's),
-    one table of the report, is one family (`p_holm`)."""
+def _growths(sel: Selection, metric: str) -> tuple[list[tuple], pd.Series]:
+    """`([(value, a, b, growth of a, growth of b or None)], each panel's largest value)`: each model's error at a
+    value over its own at its panel's largest value, per `[panel, horizon, seed]`, and PolyGRAD's beside each other
+    model's at the same value; the persistence floor, which learns nothing, is left out."""
     errors = _last_errors(sel, metric)
-    if errors.empty:
-        return pd.DataFrame(columns=ROBUSTNESS_COLUMNS)
     reference = sel.rows.groupby("panel")[GRID_COLUMN].max()  # each env's full data (its sizes differ)
+    if errors.empty:
+        return [], reference
     row_reference = pd.Series(errors.index.get_level_values("panel").map(reference), index=errors.index)
     models = [m for m in sel.models if m != FLOOR and m in errors.columns.get_level_values("model")]
     growth = {}
@@ -226,16 +221,83 @@ def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
             ratio = (own[value] / at_reference).where(row_reference != value)
             if ratio.notna().any():
                 growth[model, value] = ratio
-    rows = []
+    pairs = []
     for (model, value), ratio in growth.items():
-        rows += _compared(ratio, None, value, reference, model, "")
+        pairs.append((value, model, "", ratio, None))
         if base_model(model) == METHOD:
-            for other in models:
-                if base_model(other) != METHOD and (other, value) in growth:
-                    rows += _compared(ratio, growth[other, value], value, reference, model, other)
+            pairs += [(value, model, other, ratio, growth[other, value]) for other in models
+                      if base_model(other) != METHOD and (other, value) in growth]
+    return pairs, reference
+
+
+def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
+    """How much each model's error grows away from the largest value of the key in each env (all its data),
+    and whether PolyGRAD's grows less than another model's: paired by seed (a seed's subsets are nested).
+
+    Rows with `b` empty: model `a`'s error at the value over its own at the env's `reference` (its largest
+    value), the geometric mean over seeds with a paired t interval. Rows with `b`: that growth of PolyGRAD
+    over the growth of `b` (below 1: PolyGRAD loses less accuracy: more robust); the verdict as in
+    `stats.compare`. Each env, and all envs pooled (reference NaN: each env's own); the persistence floor,
+    which learns nothing, is left out. Each kind of row (a model's own growth; PolyGRAD's against another's),
+    one table of the report, is one family (`p_holm`)."""
+    pairs, reference = _growths(sel, metric)
+    rows = [row for value, a, b, growth_a, growth_b in pairs
+            for row in _compared(growth_a, growth_b, value, reference, a, b)]
     rows = pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
     families = [with_holm(part) for _, part in rows.groupby(rows["b"] == "", sort=False)]
     return pd.concat(families).sort_index() if families else rows
+
+
+GROWTH = ["panel", "horizon", GRID_COLUMN, "a", "b"]  # what names a growth ratio (`recordings`' keys)
+
+
+def growth_log_ratios(sel: Selection, metric: str = "mse") -> pd.DataFrame:
+    """`[*GROWTH, seed, log_ratio]`: the log of each growth of `robustness` per panel and seed (`b` empty: a
+    model's own growth; else PolyGRAD's growth over `b`'s)."""
+    frames = []
+    for value, a, b, growth_a, growth_b in _growths(sel, metric)[0]:
+        ratio = growth_a if growth_b is None else growth_a / growth_b
+        frame = np.log(ratio.dropna()).rename("log_ratio").reset_index()
+        frames.append(frame.assign(**{GRID_COLUMN: value, "a": a, "b": b}))
+    columns = [*GROWTH, "seed", "log_ratio"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def compare_grid_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], key: str, profile: str,
+                            metric: str = "mse") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`recordings.recording_tables` of the robustness table's growths: on each of `others` (the same sweep on
+    another recording of the datasets) each growth is taken against that recording's own largest value."""
+    frames = {HERE: growth_log_ratios(grid_selection(here, key, profile), metric)}
+    for name, there in others.items():
+        try:
+            frames[name] = growth_log_ratios(grid_selection(common_cells(here, there, name), key, profile), metric)
+        except UsageError as error:
+            raise UsageError(f"{name}: {error}") from None
+    return recording_tables(frames, GROWTH, metric)
+
+
+def recording_wide(shifts: pd.DataFrame, spread: pd.DataFrame, across: pd.DataFrame,
+                   key: str) -> dict[str, pd.DataFrame]:
+    """`recordings`' readable tables of the growths: `A (own)` for a model's own growth, the key's value beside the
+    panel, and the verdicts said of growths."""
+    def relabel(wide: pd.DataFrame, tidy: pd.DataFrame) -> pd.DataFrame:
+        names = np.where(tidy["b"] == "", tidy["a"] + " (own)", tidy["a"] + " vs " + tidy["b"])
+        wide = wide.assign(**{"A vs B": names})
+        wide.insert(3, key, [value_text(v, key) for v in tidy[GRID_COLUMN]])
+        return wide
+
+    across_text = relabel(across_wide(across), across)
+    if "verdict" in across_text:
+        across_text["verdict"] = growth_verdicts(across["verdict"], across["b"]).to_numpy()
+    return {"shifts": relabel(shifts_wide(shifts), shifts), "spread": spread_wide(spread), "across": across_text}
+
+
+def growth_verdicts(verdicts: pd.Series, b: pd.Series) -> pd.Series:
+    """Verdicts said of a growth: a model's own error `grows` or `shrinks`; PolyGRAD `more robust` than `b` or
+    `less robust`."""
+    own = verdicts.str.replace("better", "shrinks").str.replace("worse", "grows")
+    versus = verdicts.str.replace("better", "PolyGRAD more robust").str.replace("worse", "PolyGRAD less robust")
+    return own.where(b == "", versus)
 
 
 def _compared(a: pd.Series, b: pd.Series | None, value, reference: pd.Series, name_a: str, name_b: str) -> list[list]:
@@ -261,8 +323,7 @@ def robustness_wide(robust: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.Da
     growth = pd.DataFrame({"model": own["a"], "panel": own["panel"], key: own["at"], "largest": own["of"],
                            "n": own["n"], "error / error at the largest": own["text"],
                            "Holm p": [p_text(p) for p in own["p_holm"]]})
-    verdicts = against["verdict"].str.replace("better", "PolyGRAD more robust").str.replace(
-        "worse", "PolyGRAD less robust")
+    verdicts = growth_verdicts(against["verdict"], against["b"])
     versus = pd.DataFrame({"A vs B": against["a"] + " vs " + against["b"], "panel": against["panel"],
                            key: against["at"], "n": against["n"], "growth of A / growth of B": against["text"],
                            "verdict": verdicts, "Holm p": [p_text(p) for p in against["p_holm"]]})

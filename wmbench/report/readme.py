@@ -65,8 +65,15 @@ def one_video_per_env(folder: Path, envs) -> list[Path]:
     return videos
 
 
-def recording_part(others: list[str], wide: dict[str, pd.DataFrame]) -> list[str]:
-    """The section on other recordings of the datasets (`recordings`)."""
+PAIRED_RATIOS = "Each paired ratio A/B of the comparisons above is taken on every recording that has both models."
+
+
+GROWTHS = ("Each growth of the robustness tables above (`A (own)`: a model's own; `A vs B`: PolyGRAD's over B's) is "
+           "taken on every recording that has it, against that recording's own largest value (its full data).")
+
+
+def recording_part(others: list[str], wide: dict[str, pd.DataFrame], ratios: str = PAIRED_RATIOS) -> list[str]:
+    """The section on other recordings of the datasets (`recordings`); `ratios` says which ratios are taken on each."""
     where = ", ".join(f"`{o}`" for o in others)
     has_units = "ratio over recordings" in wide["across"]
     return [
@@ -74,9 +81,8 @@ def recording_part(others: list[str], wide: dict[str, pd.DataFrame]) -> list[str
         "",
         f"The same cells (model, env, dataset id, policy, profile, horizon and config) made on other recordings of "
         f"the datasets, in {where}: a seed's interval covers a model's training and the evaluation's draws, not "
-        "the data, of which one recording is one draw (with its own policy and held-out starts). Each paired "
-        "ratio A/B of the comparisons above is taken on every recording that has both models. tau, the spread a "
-        "recording adds to a log ratio, is estimated per panel by moments (each comparison's variance of its "
+        f"the data, of which one recording is one draw (with its own policy and held-out starts). {ratios} tau, the "
+        "spread a recording adds to a log ratio, is estimated per panel by moments (each comparison's variance of its "
         "recordings' mean log ratios less their seeds' variance, averaged over the panel's comparisons by degrees "
         "of freedom: the same for every comparison of a panel, and rough where few recordings and comparisons "
         "that share models give it):",
@@ -283,6 +289,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
                   f"over every row of its table (Holm 1979; a verdict with Holm p below {FAMILY_ALPHA:.2g} holds for the "
                   "whole table).", "", markdown_table(growth), ""]
         parts += [markdown_table(versus), ""] if len(versus) else []
+    if "recording" in sections:
+        parts += recording_part(*sections["recording"], ratios=GROWTHS)
     if "aggregate" in sections:
         parts += ["## Aggregate score", "![aggregate score against the key](grid_aggregate.png)", "",
                   f"Each run's error at the horizon over the `{FLOOR}` floor's on the same env, seed and value, as the "

@@ -16,6 +16,8 @@ the report's paired ratios A/B is measured on every recording that has both mode
   recording; and where three or more recordings have it, the recording is the unit of replication: the
   geometric mean of the recordings' ratios with a Student-t interval over them, which covers the seeds' and
   the recording's spread together, and that comparison's own tau (`recording_comparisons`).
+The same tables hold any log ratio named by other keys (`recording_tables`): the data-size report's growths of
+error (`grid.compare_grid_recordings`), each taken against its own recording's full data.
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ from wmbench.report.stats import (
 
 CELL = ["model", "env", "dataset", "policy", "profile", "horizon", "config_hash"]  # two stores' cells alike
 HERE = "here"  # the report's own store, among the recordings
-COMPARISON = ["panel", "horizon", "a", "b"]
+COMPARISON = ["panel", "horizon", "a", "b"]  # what names a ratio (the first key is its panel)
 MIN_UNITS = 3  # recordings for an interval over them: a t interval over two reaches 12.7 standard errors each side
 Z = float(stats.norm.ppf((1 + LEVEL) / 2))
-SHIFT_COLUMNS = ["metric", "panel", "horizon", "a", "b", "other", "n_here", "ratio_here", "n_there", "ratio_there",
-                 "shift", "shift_low", "shift_high", "p_value", "p_holm", "var_here", "var_there"]
-ACROSS_COLUMNS = ["metric", "panel", "horizon", "a", "b", "n_here", "ratio_here", "counted_low", "counted_high",
-                  "recordings", "seeds", "ratio", "ratio_low", "ratio_high", "verdict", "p_value", "p_holm", "tau"]
+SHIFT_COLUMNS = ["other", "n_here", "ratio_here", "n_there", "ratio_there", "shift", "shift_low", "shift_high",
+                 "p_value", "p_holm", "var_here", "var_there"]  # after `metric` and the comparison's keys
+ACROSS_COLUMNS = ["n_here", "ratio_here", "counted_low", "counted_high", "recordings", "seeds", "ratio", "ratio_low",
+                  "ratio_high", "verdict", "p_value", "p_holm", "tau"]
 
 
 def common_cells(here: pd.DataFrame, there: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -74,52 +76,66 @@ def log_ratios(sel: Selection, metric: str = "mse") -> pd.DataFrame:
 def compare_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], profile: str,
                        metric: str = "mse") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`(shifts, spread, across)` of the report's comparisons between the store rows `here` and each of `others`
-    (named by their stores; one profile): `SHIFT_COLUMNS`, `recording_spread` and `ACROSS_COLUMNS`."""
+    (named by their stores; one profile): `recording_tables` of `log_ratios`."""
     here = here[here["profile"] == profile]
     frames = {HERE: log_ratios(Selection.from_store(here, profile), metric)}
     for name, there in others.items():
         frames[name] = log_ratios(Selection.from_store(common_cells(here, there, name), profile), metric)
+    return recording_tables(frames, COMPARISON, metric)
+
+
+def recording_tables(frames: dict[str, pd.DataFrame], keys: list[str],
+                     metric: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`(shifts, spread, across)`: `recording_shifts`, `recording_spread` and `across_recordings` of per-seed log
+    ratios (`[*keys, seed, log_ratio]`) on each recording (`frames`, the report's own store as `HERE`)."""
     ratios = pd.concat([f.assign(recording=name) for name, f in frames.items()], ignore_index=True)
-    means = recording_means(ratios)
-    shifts = recording_shifts(means, ratios, metric)
+    means = recording_means(ratios, keys)
+    shifts = recording_shifts(means, ratios, metric, keys)
     if shifts.empty:
-        raise UsageError("the stores share no cells of two models the report compares: --other-recording takes a "
-                         "store of the same sweep on another recording of the data")
-    spread = recording_spread(means)
-    return shifts, spread, across_recordings(means, spread, metric)
+        raise UsageError("the stores share no comparison the report makes (two models, or a model at two values, on "
+                         "the same cells): --other-recording takes a store of the same sweep on another recording of "
+                         "the data")
+    spread = recording_spread(means, keys)
+    return shifts, spread, across_recordings(means, spread, metric, keys)
 
 
-def recording_means(ratios: pd.DataFrame) -> pd.DataFrame:
-    """`[panel, horizon, a, b, recording, n, mean, var]`: each recording's mean log ratio over its seeds and the
-    seeds' variance of that mean (NaN with one seed); only comparisons that the report's own store has."""
-    grouped = ratios.groupby([*COMPARISON, "recording"], sort=False)["log_ratio"]
+def recording_means(ratios: pd.DataFrame, keys: list[str] = COMPARISON) -> pd.DataFrame:
+    """`[*keys, recording, n, mean, var]`: each recording's mean log ratio over its seeds and the seeds' variance
+    of that mean (NaN with one seed); only comparisons that the report's own store has."""
+    grouped = ratios.groupby([*keys, "recording"], sort=False)["log_ratio"]
     means = grouped.agg(n="count", mean="mean", var=lambda x: x.var(ddof=1) / len(x)).reset_index()
-    ours = means.loc[means["recording"] == HERE, COMPARISON]
+    ours = means.loc[means["recording"] == HERE, keys]
     return means.merge(ours)
 
 
-def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """`SHIFT_COLUMNS`: each comparison's ratio on each other recording over its ratio here, the shift's Welch
-    interval and `p_holm` over the table."""
-    seeds = {key: part["log_ratio"].to_numpy() for key, part in ratios.groupby([*COMPARISON, "recording"])}
-    here = means[means["recording"] == HERE].set_index(COMPARISON)
+def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str,
+                     keys: list[str] = COMPARISON) -> pd.DataFrame:
+    """`[metric, *keys, *SHIFT_COLUMNS]`: each comparison's ratio on each other recording over its ratio here, the
+    shift's Welch interval and `p_holm` over the table."""
+    seeds = {key: part["log_ratio"].to_numpy() for key, part in ratios.groupby([*keys, "recording"])}
+    here = means[means["recording"] == HERE].set_index(keys)
     rows = []
-    for r in means[means["recording"] != HERE].itertuples(index=False):
-        key = (r.panel, r.horizon, r.a, r.b)
-        mine, theirs = here.loc[key], seeds[(*key, r.recording)]
+    for r in means[means["recording"] != HERE].to_dict("records"):
+        key = tuple(r[k] for k in keys)
+        mine, theirs = here.loc[key], seeds[(*key, r["recording"])]
         shift, low, high, p = welch_interval(seeds[(*key, HERE)], theirs)
-        rows.append([metric, r.panel, int(r.horizon), r.a, r.b, r.recording, int(mine["n"]), np.exp(mine["mean"]),
-                     int(r.n), np.exp(r.mean), np.exp(shift), np.exp(low), np.exp(high), p, np.nan, mine["var"], r.var])
-    table = pd.DataFrame(rows, columns=SHIFT_COLUMNS)
+        rows.append([metric, *key, r["recording"], int(mine["n"]), np.exp(mine["mean"]), int(r["n"]),
+                     np.exp(r["mean"]), np.exp(shift), np.exp(low), np.exp(high), p, np.nan, mine["var"], r["var"]])
+    table = _keyed(pd.DataFrame(rows, columns=["metric", *keys, *SHIFT_COLUMNS]))
     return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
 
 
-def recording_spread(means: pd.DataFrame) -> pd.DataFrame:
+def _keyed(table: pd.DataFrame) -> pd.DataFrame:
+    """Horizons as integers (a group key comes back as whatever the groupby held)."""
+    return table.astype({"horizon": int}) if len(table) else table
+
+
+def recording_spread(means: pd.DataFrame, keys: list[str] = COMPARISON) -> pd.DataFrame:
     """`[panel, comparisons, recordings, tau, se, widening]` per panel and over all of them (`POOLED`): the spread
     tau a recording adds to a log ratio, the seeds' root-mean-square standard error of a log ratio here, and how
     many times wider an interval here would be if it counted the recording too. Comparisons with one seed on
     some recording have no variance there and are left out."""
-    estimated = [(key, part) for key, part in means.groupby(COMPARISON, sort=False)
+    estimated = [(key, part) for key, part in means.groupby(keys, sort=False)
                  if len(part) > 1 and part["var"].notna().all()]  # on 2+ recordings, each with a seeds' variance
     panels = {}
     for key, part in estimated:
@@ -135,19 +151,23 @@ def recording_spread(means: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["panel", "comparisons", "recordings", "tau", "se", "widening"])
 
 
-def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """`ACROSS_COLUMNS`, one row per comparison here: its ratio here with an interval that counts its panel's tau
-    (`counted_*`), and where `MIN_UNITS` or more recordings have it, the recordings as the unit (`ratio`: the
-    geometric mean of their ratios, a Student-t interval over them, its verdict and Holm p over the table) with
-    its own `tau` (NaN with fewer recordings, or a recording of one seed)."""
+def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str,
+                      keys: list[str] = COMPARISON) -> pd.DataFrame:
+    """`[metric, *keys, *ACROSS_COLUMNS]`, one row per comparison here that another recording also has: its ratio
+    here with an interval that counts its panel's tau (`counted_*`), and where `MIN_UNITS` or more recordings have
+    it, the recordings as the unit (`ratio`: the geometric mean of their ratios, a Student-t interval over them,
+    its verdict and Holm p over the table) with its own `tau` (NaN with fewer recordings, or a recording of one
+    seed)."""
     tau = spread.set_index("panel")["tau"]
     rows = []
-    for key, part in means.groupby(COMPARISON, sort=False):
+    for key, part in means.groupby(keys, sort=False):
+        if len(part) < 2:  # here only: nothing to say about recordings
+            continue
         mine = part[part["recording"] == HERE].iloc[0]
         half = Z * np.sqrt(mine["var"] + tau.get(key[0], np.nan) ** 2)
         ratio_here = np.exp(mine["mean"])
-        row = [metric, key[0], int(key[1]), key[2], key[3], int(mine["n"]), ratio_here, ratio_here / np.exp(half),
-               ratio_here * np.exp(half), len(part), int(part["n"].sum())]
+        row = [metric, *key, int(mine["n"]), ratio_here, ratio_here / np.exp(half), ratio_here * np.exp(half),
+               len(part), int(part["n"].sum())]
         if len(part) >= MIN_UNITS:
             centre, low, high = np.exp(mean_interval(part["mean"].to_numpy()))
             spread_here = np.sqrt(max(0.0, between_variance(part["mean"], part["var"]))) \
@@ -157,7 +177,7 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str) ->
         else:
             row += [np.nan] * 3 + ["", np.nan, np.nan, np.nan]
         rows.append(row)
-    table = pd.DataFrame(rows, columns=ACROSS_COLUMNS)
+    table = _keyed(pd.DataFrame(rows, columns=["metric", *keys, *ACROSS_COLUMNS]))
     return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
 
 
