@@ -79,8 +79,8 @@ def compare(
     format: Format = typer.Option(Format.markdown, help="Output format."),
 ) -> None:
     """Paired comparison of two models' errors over the seeds both have (same start states and policy): the
-    ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with a bootstrap
-    interval (none where every run of A lies below, or above, every run of B), a verdict (better, worse, or not
+    ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with Newcombe's
+    score-type interval (inside [0, 1], short of certainty where the runs lie apart), a verdict (better, worse, or not
     distinguishable at this number of seeds), and the paired t-test's p-value adjusted (Holm) over the rows shown."""
     from wmbench.config import profile_label
     from wmbench.report.comparisons import comparison_rows, comparison_wide, named, with_holm

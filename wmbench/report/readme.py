@@ -20,9 +20,10 @@ from wmbench.results import markdown_table
 POOLING = ("Where a policy, dataset or precision splits an env into panels, envs pool per setting (`all envs · bc`): "
            "an env's panels share its start states, and often its trained model, so no run counts twice.")
 IMPROVEMENT = ("P(A < B) is the probability of improvement (a seed of A has the lower error than a seed of B; Agarwal "
-               "et al. 2021) with a percentile-bootstrap interval over the paired seeds (coarse at few seeds; none "
-               "where each env's runs of A lie all below, or all above, B's: every resample then gives the same "
-               "value, and a zero-width interval would claim certainty from a few seeds)")
+               "et al. 2021) with Newcombe's (2006) score-type interval (his Method 5; the mean over envs where envs "
+               "pool), which stays inside [0, 1] and short of certainty where every run of A lies below, or above, "
+               "every run of B; it treats the runs of A and B as independent, so if anything it is wide for paired "
+               "seeds")
 
 
 def holm_text(family: str) -> str:
