@@ -41,12 +41,15 @@ evaluate: install
 # study's stores), the learning curves, the RL runs and the two studies (a few minutes). Your own results: `wmbench
 # report` draws results/ into report/.
 RECORDING_STORES = reports/reference-v2/results $(sort $(wildcard reports/recordings/hopper-seed*))
+# the recordings whose stores hold the data-size study's subsets too (make recording-study)
+DATA_SIZE_RECORDINGS = $(addprefix reports/recordings/hopper-seed,1 3)
 report: install
 	$(BIN)/wmbench report --results reports/reference --out reports $(addprefix --other-recording ,$(RECORDING_STORES))
 	$(BIN)/wmbench report --results reports/reference-v2/results --out reports/reference-v2
 	for store in curves curves-gpu rl; do $(BIN)/wmbench report --results reports/$$store --out reports/$$store/report; done
 	$(BIN)/wmbench report --results reports/curves-gpu-long/results --out reports/curves-gpu-long/report
-	$(BIN)/wmbench report --against data.train_transitions --results $(DATA_SIZE_STORE) --out reports/data-size
+	$(BIN)/wmbench report --against data.train_transitions --results $(DATA_SIZE_STORE) --out reports/data-size \
+		$(addprefix --other-recording ,$(DATA_SIZE_RECORDINGS))
 	$(BIN)/wmbench report --against policy_std --results $(ENTROPY_STORE) --out reports/entropy
 
 # The data-size study (issue 28; hours on a CPU, one core per worker: rerun to resume). Models learn from about
@@ -74,8 +77,9 @@ reference-study: install
 
 # Other recordings of Hopper's SAC data (the recording as the unit of replication): SAC seeds 1-4, each recorded
 # at one thread in its own workspace (recordings/hopper-seedS: datasets and models, not committed), then PolyGRAD,
-# the two autoregressive diffusions, the ensemble and the floors on it, seeds 0-2, into reports/recordings/hopper-seedS
-# (hours on a CPU: rerun to resume). `make report` counts them with the reference's recording and the earlier one.
+# the two autoregressive diffusions, the ensemble and the floors on it, seeds 0-2, with all the data and the
+# data-size study's subsets, into reports/recordings/hopper-seedS (hours on a CPU: rerun to resume). `make report`
+# counts them with the reference's recording and the earlier one, and in the data-size report.
 RECORDING_SEEDS ?= 1 2 3 4
 RECORDING_MODELS := persistence,linear,polygrad,ar-diffusion-2row,ar-diffusion,mlp-ensemble
 recording-study: install
@@ -83,7 +87,8 @@ recording-study: install
 		$(BIN)/wmbench data list | grep -q "wmbench/hopper/sac-replay-v0" || \
 			$(BIN)/wmbench data make hopper --policy sac --seed $$s || exit 1; \
 		WMBENCH_RESULTS=reports/recordings/hopper-seed$$s $(BIN)/wmbench sweep --models $(RECORDING_MODELS) \
-			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 || exit 1; done
+			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 \
+			--grid data.train_transitions=5000,20000,0 || exit 1; done
 
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
 ENTROPY_STORE := reports/entropy/results
