@@ -76,7 +76,7 @@ def test_the_stratified_probability_of_improvement_is_the_mean_over_strata():
 
 def test_runs_completely_apart_still_get_an_interval_short_of_certainty():
     """Every run of A below every run of B in each env: P(A < B) is 1, and its interval reaches below 1 (the
-    bootstrap's "[1, 1]" claimed certainty from a few seeds) to the root of the score equation there."""
+    bootstrap had no spread to give there, and no interval) to the root of the score equation there."""
     apart = compare([1.0, 1.1, 20.0, 21.0], [2.0, 2.1, 30.0, 31.0], strata=["x", "x", "y", "y"])
     assert apart.p_improvement == 1.0 and apart.p_high == 1.0 and 0.5 < apart.p_low < 1.0
     z = stats.norm.ppf(0.975)  # two strata of 2 runs each: the variance of their mean is half a stratum's

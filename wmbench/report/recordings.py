@@ -32,7 +32,6 @@ from wmbench.report.select import POOLED, Selection
 from wmbench.report.stats import (
     LEVEL,
     between_spread,
-    between_variance,
     holm,
     interval_text,
     mean_interval,
@@ -99,7 +98,7 @@ def recording_tables(frames: dict[str, pd.DataFrame], keys: list[str],
     return shifts, spread, across_recordings(means, spread, metric, keys)
 
 
-def recording_means(ratios: pd.DataFrame, keys: list[str] = COMPARISON) -> pd.DataFrame:
+def recording_means(ratios: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """`[*keys, recording, n, mean, var]`: each recording's mean log ratio over its seeds and the seeds' variance
     of that mean (NaN with one seed); only comparisons that the report's own store has."""
     grouped = ratios.groupby([*keys, "recording"], sort=False)["log_ratio"]
@@ -108,8 +107,7 @@ def recording_means(ratios: pd.DataFrame, keys: list[str] = COMPARISON) -> pd.Da
     return means.merge(ours)
 
 
-def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str,
-                     keys: list[str] = COMPARISON) -> pd.DataFrame:
+def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
     """`[metric, *keys, *SHIFT_COLUMNS]`: each comparison's ratio on each other recording over its ratio here, the
     shift's Welch interval and `p_holm` over the table."""
     seeds = {key: part["log_ratio"].to_numpy() for key, part in ratios.groupby([*keys, "recording"])}
@@ -130,7 +128,7 @@ def _keyed(table: pd.DataFrame) -> pd.DataFrame:
     return table.astype({"horizon": int}) if len(table) else table
 
 
-def recording_spread(means: pd.DataFrame, keys: list[str] = COMPARISON) -> pd.DataFrame:
+def recording_spread(means: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """`[panel, comparisons, recordings, tau, se, widening]` per panel and over all of them (`POOLED`): the spread
     tau a recording adds to a log ratio, the seeds' root-mean-square standard error of a log ratio here, and how
     many times wider an interval here would be if it counted the recording too. Comparisons with one seed on
@@ -151,8 +149,7 @@ def recording_spread(means: pd.DataFrame, keys: list[str] = COMPARISON) -> pd.Da
     return pd.DataFrame(rows, columns=["panel", "comparisons", "recordings", "tau", "se", "widening"])
 
 
-def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str,
-                      keys: list[str] = COMPARISON) -> pd.DataFrame:
+def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
     """`[metric, *keys, *ACROSS_COLUMNS]`, one row per comparison here that another recording also has: its ratio
     here with an interval that counts its panel's tau (`counted_*`), and where `MIN_UNITS` or more recordings have
     it, the recordings as the unit (`ratio`: the geometric mean of their ratios, a Student-t interval over them,
@@ -170,8 +167,7 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str,
                len(part), int(part["n"].sum())]
         if len(part) >= MIN_UNITS:
             centre, low, high = np.exp(mean_interval(part["mean"].to_numpy()))
-            spread_here = np.sqrt(max(0.0, between_variance(part["mean"], part["var"]))) \
-                if part["var"].notna().all() else np.nan
+            spread_here = between_spread([part["mean"]], [part["var"]]) if part["var"].notna().all() else np.nan
             row += [centre, low, high, verdict(low, high, f"{len(part)} recordings"), paired_t_p_value(part["mean"]),
                     np.nan, spread_here]
         else:

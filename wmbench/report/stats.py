@@ -13,7 +13,7 @@ ratios with a paired Student-t interval on their logarithms, and the verdict say
 is the chance that a seed of A has the lower error than a seed of B (ties count half), with
 Newcombe's (2006) score-type interval (`improvement_interval`): it stays inside [0, 1], and where every
 run of A lies below every run of B it still says how far below 1 the probability may be at a few seeds
-(a percentile bootstrap gives "[1, 1]" there, and covers about 85% at five seeds).
+(a percentile bootstrap has no spread to give there, and covers 26-85% at five seeds).
 
 Each interval holds its level on its own; a report makes dozens of comparisons, so some verdicts
 among those where two models are equal would come by chance. `holm` adjusts the paired t-tests'
@@ -157,8 +157,8 @@ def improvement_interval(estimate: float, sizes: list[int], level: float = LEVEL
     whose distance from `estimate` is z standard errors, the variance taken at theta itself
     (`improvement_variance`), as Wilson's interval does for a proportion; `sizes`: each stratum's runs (a
     stratum's runs of A against its runs of B), the estimate the mean over strata, its variance the mean
-    variance over their count. Inside [0, 1] at any estimate, 0 and 1 included (the bootstrap's zero-width
-    interval there would claim certainty). It treats A's and B's runs as independent samples, as the statistic
+    variance over their count. Inside [0, 1] at any estimate, 0 and 1 included (where a bootstrap has no spread
+    to give). It treats A's and B's runs as independent samples, as the statistic
     compares every run of A with every run of B; its coverage at five runs each is near its level (tested)."""
     z = stats.norm.ppf((1 + level) / 2)
 
