@@ -1,5 +1,6 @@
 """How comparisons move between recordings of the datasets (`report --other-recording`), on known numbers."""
 
+import io
 import json
 
 import numpy as np
@@ -138,6 +139,27 @@ def test_the_cli_takes_several_recordings_and_refuses_a_missing_one(tmp_path, mo
     assert code == 0 and "## Other recordings of the datasets" in readme and "| ratio over recordings |" in readme
     assert (pd.read_csv(tmp_path / "out" / "recording_comparisons.csv")["recordings"] == 3).all()
     code, _, err = run_main(monkeypatch, capsys, "report", "--results", str(stores[0].root), *others,
+                            "--other-recording", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere does not exist" in err
+
+
+def test_compare_takes_any_pair_over_recordings(tmp_path, monkeypatch, capsys):
+    """`compare linear polygrad` (a pair the report does not make) on 3 recordings: the table over recordings is
+    the t interval of the recordings' mean log ratios, as CSV and as Markdown."""
+    stores = [write_recording(tmp_path / f"r{k}", {"hopper": FACTORS["steady"][k]}) for k in range(3)]
+    others = [arg for s in stores[1:] for arg in ("--other-recording", str(s.root))]
+    code, out, _ = run_main(monkeypatch, capsys, "compare", "linear", "polygrad", "--results", str(stores[0].root),
+                            *others, "--format", "csv")
+    row = pd.read_csv(io.StringIO(out)).iloc[0]
+    means = np.log(3.0 / np.array(FACTORS["steady"][:3])) - np.log(NOISE).mean()
+    low, high = stats.t.interval(0.95, 2, loc=means.mean(), scale=stats.sem(means))
+    assert code == 0 and (row["a"], row["b"], row["recordings"], row["seeds"]) == ("linear", "polygrad", 3, 12)
+    assert (row["ratio"], row["ratio_low"], row["ratio_high"]) == pytest.approx(
+        (np.exp(means.mean()), np.exp(low), np.exp(high)))
+    code, out, _ = run_main(monkeypatch, capsys, "compare", "linear", "polygrad", "--results", str(stores[0].root),
+                            *others, "--step", "5")
+    assert code == 0 and "On 3 recordings" in out and "| linear vs polygrad | hopper | 10 |" in out
+    code, _, err = run_main(monkeypatch, capsys, "compare", "linear", "polygrad", "--results", str(stores[0].root),
                             "--other-recording", str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere does not exist" in err
 

@@ -76,18 +76,27 @@ def compare(
     metric: str = typer.Option("mse", help="mse (the paper's), mse_alive, mse_norm, reward_mse, ..."),
     results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/)."),
     profile: Optional[str] = typer.Option(None, help="Profile to compare (default: the only one in the store)."),
-    format: Format = typer.Option(Format.markdown, help="Output format."),
+    format: Format = typer.Option(Format.markdown, help="Output format (csv: with --other-recording, the table over "
+                                                        "the recordings)."),
+    other_recording: Optional[List[Path]] = typer.Option(
+        None, help="A store of the same cells made on another recording of the datasets (repeat it for several): "
+                   "also each ratio on every recording, the spread a recording adds to it beyond its seeds, and, "
+                   "where 3 or more recordings have it, its interval over the recordings."),
 ) -> None:
     """Paired comparison of two models' errors over the seeds both have (same start states and policy): the
     ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with Newcombe's
     score-type interval (inside [0, 1], short of certainty where the runs lie apart), a verdict (better, worse, or not
-    distinguishable at this number of seeds), and the paired t-test's p-value adjusted (Holm) over the rows shown."""
+    distinguishable at this number of seeds), and the paired t-test's p-value adjusted (Holm) over the rows shown.
+    A seed's interval does not cover the data (one recording of a dataset is one draw of it): --other-recording
+    adds the comparison on other recordings, per env."""
     from wmbench.config import profile_label
     from wmbench.report.comparisons import comparison_rows, comparison_wide, named, with_holm
     from wmbench.report.select import Selection
     from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
 
     existing_folder(results)
+    for folder in other_recording or []:
+        existing_folder(folder)
     store = ResultsStore(results)
     table = store.read(env=env, horizon=horizon)
     table = table[~table["dataset"].isin([BENCH_DATASET, RL_DATASET])]
@@ -112,11 +121,34 @@ def compare(
         raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
                          "with the same seeds")
     rows = with_holm(pd.concat(frames, ignore_index=True))  # the rows shown are one family
+    across = _across_recordings(table, other_recording, sel, a, b, metric, step) if other_recording else None
     if format is Format.csv:
-        rows.to_csv(sys.stdout, index=False)
+        (across[1] if across else rows).to_csv(sys.stdout, index=False)
         return
     console.print(f"{metric} at {at}, profile {sel.profile}", highlight=False)
     console.print(markdown_table(comparison_wide(rows)), highlight=False, soft_wrap=True)
+    if across:
+        from wmbench.report.recordings import across_wide, spread_wide
+
+        spread, tidy = across
+        console.print(f"\nOn {len(other_recording) + 1} recordings: the ratio here with the recording counted (its "
+                      "env's tau, below); over 3 or more recordings, the geometric mean of their ratios with a "
+                      "Student-t interval over them (Holm over these rows)", highlight=False, soft_wrap=True)
+        console.print(markdown_table(across_wide(tidy)), highlight=False, soft_wrap=True)
+        console.print(markdown_table(spread_wide(spread)), highlight=False, soft_wrap=True)
+
+
+def _across_recordings(table: pd.DataFrame, folders: List[Path], sel, a: str, b: str, metric: str,
+                       step: Optional[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`(spread, across)` of A against B (each variant of each) between the store's rows and other recordings'."""
+    from wmbench.report.comparisons import named
+    from wmbench.report.recordings import compare_recordings
+    from wmbench.results import ResultsStore
+
+    pairs = [(x, y) for x in named(sel, a) for y in named(sel, b) if x != y]
+    others = {str(folder): ResultsStore(folder).read() for folder in folders}
+    _, spread, across = compare_recordings(table, others, sel.profile, metric, pairs, step)
+    return spread, across
 
 
 @app.command()

@@ -62,24 +62,27 @@ def common_cells(here: pd.DataFrame, there: pd.DataFrame, name: str) -> pd.DataF
     return shared
 
 
-def log_ratios(sel: Selection, metric: str = "mse") -> pd.DataFrame:
-    """`[panel, horizon, a, b, seed, log_ratio]`: each of the report's pairs A/B per seed, at each horizon's last
-    step."""
-    frames = [paired(sel, a, b, metric).rename(columns={"a": "value_a", "b": "value_b"}).assign(a=a, b=b)
-              for a, b in report_pairs(sel.models)]
+def log_ratios(sel: Selection, metric: str = "mse", pairs: list[tuple[str, str]] | None = None,
+               step: int | None = None) -> pd.DataFrame:
+    """`[panel, horizon, a, b, seed, log_ratio]`: each pair A/B (default: the report's) per seed, at `step`
+    (default: each horizon's last)."""
+    pairs = report_pairs(sel.models) if pairs is None else pairs
+    frames = [paired(sel, a, b, metric, step).rename(columns={"a": "value_a", "b": "value_b"}).assign(a=a, b=b)
+              for a, b in pairs]
     frames = [f.assign(log_ratio=np.log(f["value_a"] / f["value_b"])) for f in frames if not f.empty]
     columns = [*COMPARISON, "seed", "log_ratio"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def compare_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], profile: str,
-                       metric: str = "mse") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """`(shifts, spread, across)` of the report's comparisons between the store rows `here` and each of `others`
-    (named by their stores; one profile): `recording_tables` of `log_ratios`."""
+def compare_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], profile: str, metric: str = "mse",
+                       pairs: list[tuple[str, str]] | None = None,
+                       step: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`(shifts, spread, across)` of the comparisons `pairs` (default: the report's) between the store rows `here`
+    and each of `others` (named by their stores; one profile): `recording_tables` of `log_ratios`."""
     here = here[here["profile"] == profile]
-    frames = {HERE: log_ratios(Selection.from_store(here, profile), metric)}
+    frames = {HERE: log_ratios(Selection.from_store(here, profile), metric, pairs, step)}
     for name, there in others.items():
-        frames[name] = log_ratios(Selection.from_store(common_cells(here, there, name), profile), metric)
+        frames[name] = log_ratios(Selection.from_store(common_cells(here, there, name), profile), metric, pairs, step)
     return recording_tables(frames, COMPARISON, metric)
 
 
