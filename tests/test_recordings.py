@@ -78,10 +78,15 @@ def test_a_comparison_that_moves_with_the_recording_is_found_and_widened(tmp_pat
     tau = spread.set_index("panel")["tau"]
     assert tau["walker2d"] == 0.0 and 0.3 < tau["hopper"] < np.log(2)
     counted = across.set_index(["a", "b", "panel"]).loc[("polygrad", "ar-diffusion", "hopper")]
-    half = 1.959964 * np.sqrt(moved["var_here"] + tau["hopper"] ** 2)  # the seeds' variance and the recording's
+    quantile = stats.t.ppf(0.975, len(SEEDS) - 1)  # the seeds' own t quantile
+    half = quantile * np.sqrt(moved["var_here"] + tau["hopper"] ** 2)  # the seeds' variance and the recording's
     assert (counted["counted_low"], counted["counted_high"]) == pytest.approx(
         (moved["ratio_here"] / np.exp(half), moved["ratio_here"] * np.exp(half)))
     assert across["ratio"].isna().all() and (across["recordings"] == 2).all()  # two recordings: no interval over them
+    # tau 0 on walker2d: the interval with the recording counted is the seeds' paired t interval itself
+    steady = across.set_index(["a", "b", "panel"]).loc[("polygrad", "ar-diffusion", "walker2d")]
+    low, high = stats.t.interval(0.95, len(SEEDS) - 1, loc=np.log(NOISE).mean(), scale=stats.sem(np.log(NOISE)))
+    assert (steady["counted_low"], steady["counted_high"]) == pytest.approx((np.exp(low), np.exp(high)))
 
 
 FACTORS = {"steady": [1.8, 2.2, 2.0, 1.9], "swaying": [0.6, 1.6, 0.9, 1.4]}  # polygrad's factor on 4 recordings

@@ -90,8 +90,9 @@ def recording_part(others: list[str], wide: dict[str, pd.DataFrame], ratios: str
         "",
         markdown_table(wide["spread"]),
         "",
-        "Each ratio here with an interval that counts the recording too (normal, tau taken as known, so if "
-        "anything too narrow): where it holds 1 and the paired interval above does not, the verdict is about "
+        "Each ratio here with an interval that counts the recording too (the seeds' Student-t quantile on their "
+        "variance plus tau^2, tau taken as known: never narrower than the paired interval above, if anything too "
+        "narrow where tau dominates): where it holds 1 and the paired interval above does not, the verdict is about "
         "this recording rather than the kind of data"
         + (f". Where {MIN_UNITS} or more recordings have a comparison, the recording is the unit of replication: "
            f"the geometric mean of the recordings' ratios (each over its own seeds) with a {LEVEL:.0%} Student-t "

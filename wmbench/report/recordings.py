@@ -11,8 +11,9 @@ the report's paired ratios A/B is measured on every recording that has both mode
   (`stats.between_spread`), the same for every comparison of the panel (`recording_spread`): an interval on
   one recording that also counted it would be sqrt(1 + tau^2 / se^2) times as wide, se being the seeds'
   standard error of a log ratio there;
-- each ratio here gets that interval (`counted_low`, `counted_high`: normal, tau taken as known, so if
-  anything too narrow), which says whether its verdict is about the kind of data or only about this
+- each ratio here gets that interval (`counted_low`, `counted_high`: the seeds' Student-t quantile on the seeds'
+  variance plus tau^2, tau taken as known: never narrower than the seeds' own interval, and if anything too
+  narrow where tau dominates), which says whether its verdict is about the kind of data or only about this
   recording; and where three or more recordings have it, the recording is the unit of replication: the
   geometric mean of the recordings' ratios with a Student-t interval over them, which covers the seeds' and
   the recording's spread together, and that comparison's own tau (`recording_comparisons`).
@@ -44,7 +45,6 @@ CELL = ["model", "env", "dataset", "policy", "profile", "horizon", "config_hash"
 HERE = "here"  # the report's own store, among the recordings
 COMPARISON = ["panel", "horizon", "a", "b"]  # what names a ratio (the first key is its panel)
 MIN_UNITS = 3  # recordings for an interval over them: a t interval over two reaches 12.7 standard errors each side
-Z = float(stats.norm.ppf((1 + LEVEL) / 2))
 SHIFT_COLUMNS = ["other", "n_here", "ratio_here", "n_there", "ratio_there", "shift", "shift_low", "shift_high",
                  "p_value", "p_holm", "var_here", "var_there"]  # after `metric` and the comparison's keys
 ACROSS_COLUMNS = ["n_here", "ratio_here", "counted_low", "counted_high", "recordings", "seeds", "ratio", "ratio_low",
@@ -164,7 +164,8 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str, ke
         if len(part) < 2:  # here only: nothing to say about recordings
             continue
         mine = part[part["recording"] == HERE].iloc[0]
-        half = Z * np.sqrt(mine["var"] + tau.get(key[0], np.nan) ** 2)
+        quantile = stats.t.ppf((1 + LEVEL) / 2, mine["n"] - 1)  # the seeds' own: a tau of 0 gives their interval
+        half = quantile * np.sqrt(mine["var"] + tau.get(key[0], np.nan) ** 2)
         ratio_here = np.exp(mine["mean"])
         row = [metric, *key, int(mine["n"]), ratio_here, ratio_here / np.exp(half), ratio_here * np.exp(half),
                len(part), int(part["n"].sum())]
