@@ -94,7 +94,7 @@ def recording_tables(frames: dict[str, pd.DataFrame], keys: list[str],
     means = recording_means(ratios, keys)
     shifts = recording_shifts(means, ratios, metric, keys)
     if shifts.empty:
-        raise UsageError("the stores share no comparison the report makes (two models, or a model at two values, on "
+        raise UsageError("the stores share no comparison asked for (two models, or a model at two values, on "
                          "the same cells): --other-recording takes a store of the same sweep on another recording of "
                          "the data")
     spread = recording_spread(means, keys)
