@@ -12,7 +12,7 @@ from test_cli import run_main
 from wmbench.report import write_report
 from wmbench.report.grid import TRAIN_SIZE, compare_grid_recordings
 from wmbench.report.recordings import compare_recordings
-from wmbench.report.stats import between_spread, between_variance, welch_interval
+from wmbench.report.stats import between_spread, between_variance, holm, welch_interval
 from wmbench.results import Cell, ResultsStore
 
 SEEDS = (0, 1, 2, 3)
@@ -218,6 +218,9 @@ def test_a_growth_of_error_is_compared_over_recordings_each_against_its_own_full
     moved = shifts.set_index(["a", "b", "other"]).loc[("polygrad", "", str(stores[2].root))]
     assert moved["shift"] == pytest.approx(GROWTH[2] / GROWTH[0])
     assert spread.set_index("panel").loc["hopper", "recordings"] == 4
+    for table in (across, shifts):  # Holm within each kind of growth (own; PolyGRAD's over another's)
+        for _, part in table.groupby(table["b"] == ""):
+            assert part["p_holm"].to_numpy() == pytest.approx(holm(part["p_value"].to_numpy()))
 
 
 def test_the_grid_report_adds_other_recordings_and_names_a_store_it_cannot_use(tmp_path, monkeypatch, capsys):

@@ -243,7 +243,12 @@ def robustness(sel: Selection, metric: str = "mse") -> pd.DataFrame:
     pairs, reference = _growths(sel, metric)
     rows = [row for value, a, b, growth_a, growth_b in pairs
             for row in _compared(growth_a, growth_b, value, reference, a, b)]
-    rows = pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
+    return holm_per_kind(pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS))
+
+
+def holm_per_kind(rows: pd.DataFrame) -> pd.DataFrame:
+    """`p_holm` within each kind of growth (`b` empty: a model's own; else PolyGRAD's over `b`'s), the families
+    of the robustness table and of its tables over recordings."""
     families = [with_holm(part) for _, part in rows.groupby(rows["b"] == "", sort=False)]
     return pd.concat(families).sort_index() if families else rows
 
@@ -266,14 +271,16 @@ def growth_log_ratios(sel: Selection, metric: str = "mse") -> pd.DataFrame:
 def compare_grid_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], key: str, profile: str,
                             metric: str = "mse") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`recordings.recording_tables` of the robustness table's growths: on each of `others` (the same sweep on
-    another recording of the datasets) each growth is taken against that recording's own largest value."""
+    another recording of the datasets) each growth is taken against that recording's own largest value; Holm
+    within each kind of growth, as in the robustness table."""
     frames = {HERE: growth_log_ratios(grid_selection(here, key, profile), metric)}
     for name, there in others.items():
         try:
             frames[name] = growth_log_ratios(grid_selection(common_cells(here, there, name), key, profile), metric)
         except UsageError as error:
             raise UsageError(f"{name}: {error}") from None
-    return recording_tables(frames, GROWTH, metric)
+    shifts, spread, across = recording_tables(frames, GROWTH, metric)
+    return holm_per_kind(shifts), spread, holm_per_kind(across)
 
 
 def recording_wide(shifts: pd.DataFrame, spread: pd.DataFrame, across: pd.DataFrame,

@@ -70,7 +70,8 @@ PAIRED_RATIOS = "Each paired ratio A/B of the comparisons above is taken on ever
 
 
 GROWTHS = ("Each growth of the robustness tables above (`A (own)`: a model's own; `A vs B`: PolyGRAD's over B's) is "
-           "taken on every recording that has it, against that recording's own largest value (its full data).")
+           "taken on every recording that has it, against that recording's own largest value (its full data); each "
+           "kind of growth is its own family for `Holm p` below, as in the robustness tables.")
 
 
 def recording_part(others: list[str], wide: dict[str, pd.DataFrame], ratios: str = PAIRED_RATIOS) -> list[str]:
