@@ -78,8 +78,9 @@ reference-study: install
 # Other recordings of Hopper's SAC data (the recording as the unit of replication): SAC seeds 1-4, each recorded
 # at one thread in its own workspace (recordings/hopper-seedS: datasets and models, not committed), then PolyGRAD,
 # the two autoregressive diffusions, the ensemble and the floors on it, seeds 0-2, with all the data and the
-# data-size study's subsets, into reports/recordings/hopper-seedS (hours on a CPU: rerun to resume). `make report`
-# counts them with the reference's recording and the earlier one, and in the data-size report.
+# data-size study's subsets, and the transformer with all the data, into reports/recordings/hopper-seedS (hours
+# on a CPU: rerun to resume). `make report` counts them with the reference's recording and the earlier one, and
+# in the data-size report.
 RECORDING_SEEDS ?= 1 2 3 4
 RECORDING_MODELS := persistence,linear,polygrad,ar-diffusion-2row,ar-diffusion,mlp-ensemble
 recording-study: install
@@ -88,7 +89,9 @@ recording-study: install
 			$(BIN)/wmbench data make hopper --policy sac --seed $$s || exit 1; \
 		WMBENCH_RESULTS=reports/recordings/hopper-seed$$s $(BIN)/wmbench sweep --models $(RECORDING_MODELS) \
 			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 \
-			--grid data.train_transitions=5000,20000,0 || exit 1; done
+			--grid data.train_transitions=5000,20000,0 || exit 1; \
+		WMBENCH_RESULTS=reports/recordings/hopper-seed$$s $(BIN)/wmbench sweep --models transformer \
+			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 || exit 1; done
 
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
 ENTROPY_STORE := reports/entropy/results
