@@ -40,8 +40,8 @@ evaluate: install
 # recordings of its datasets: the earlier 3-seed reference, the only one with HalfCheetah at h = 50, and the recording
 # study's stores), the learning curves, the RL runs and the two studies (a few minutes). Your own results: `wmbench
 # report` draws results/ into report/.
-RECORDING_STORES = reports/reference-v2/results $(sort $(wildcard reports/recordings/hopper-seed*))
-# the recordings whose stores hold the data-size study's subsets too (make recording-study)
+RECORDING_STORES = reports/reference-v2/results $(sort $(wildcard reports/recordings/*-seed*))
+# the recordings whose stores hold the data-size study's subsets too (make recording-study: add one once they are in)
 DATA_SIZE_RECORDINGS = $(addprefix reports/recordings/hopper-seed,1 2 3 4)
 report: install
 	$(BIN)/wmbench report --results reports/reference --out reports $(addprefix --other-recording ,$(RECORDING_STORES))
@@ -75,23 +75,24 @@ reference-study: install
 	WMBENCH_RESULTS=$(REFERENCE_STORE) $(BIN)/wmbench sweep --models $(REFERENCE_MODELS) --envs halfcheetah,hopper,walker2d \
 		--horizons 10 --seeds 0,1,2,3,4 --policy behaviour --policy-std 0.2 --workers $(STUDY_WORKERS)
 
-# Other recordings of Hopper's SAC data (the recording as the unit of replication): SAC seeds 1-4, each recorded
-# at one thread in its own workspace (recordings/hopper-seedS: datasets and models, not committed), then PolyGRAD,
-# the two autoregressive diffusions, the ensemble and the floors on it, seeds 0-2, with all the data and the
-# data-size study's subsets, and the transformer with all the data, into reports/recordings/hopper-seedS (hours
-# on a CPU: rerun to resume). `make report` counts them with the reference's recording and the earlier one, and
-# in the data-size report.
+# Other recordings of the SAC datasets (the recording as the unit of replication): for each env of RECORDING_ENVS and
+# SAC seed of RECORDING_SEEDS, the env's data recorded at one thread in its own workspace (recordings/ENV-seedS:
+# datasets and models, not committed), then every model on it with all the data, seeds 0-2, then the data-size
+# study's subsets (its models: not the transformer), into reports/recordings/ENV-seedS (hours on a CPU: rerun to
+# resume). `make report` counts every such store with the reference's recording and the earlier one; the data-size
+# report those of DATA_SIZE_RECORDINGS.
+RECORDING_ENVS ?= hopper
 RECORDING_SEEDS ?= 1 2 3 4
 RECORDING_MODELS := persistence,linear,polygrad,ar-diffusion-2row,ar-diffusion,mlp-ensemble
+RECORDING_SWEEP := --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1
 recording-study: install
-	for s in $(RECORDING_SEEDS); do export WMBENCH_HOME=recordings/hopper-seed$$s OMP_NUM_THREADS=1; \
-		$(BIN)/wmbench data list | grep -q "wmbench/hopper/sac-replay-v0" || \
-			$(BIN)/wmbench data make hopper --policy sac --seed $$s || exit 1; \
-		WMBENCH_RESULTS=reports/recordings/hopper-seed$$s $(BIN)/wmbench sweep --models $(RECORDING_MODELS) \
-			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 \
-			--grid data.train_transitions=5000,20000,0 || exit 1; \
-		WMBENCH_RESULTS=reports/recordings/hopper-seed$$s $(BIN)/wmbench sweep --models transformer \
-			--envs hopper --horizons 10 --seeds 0,1,2 --policy behaviour --policy-std 0.2 --workers 1 || exit 1; done
+	for env in $(RECORDING_ENVS); do for s in $(RECORDING_SEEDS); do \
+		export WMBENCH_HOME=recordings/$$env-seed$$s WMBENCH_RESULTS=reports/recordings/$$env-seed$$s OMP_NUM_THREADS=1; \
+		$(BIN)/wmbench data list | grep -q "wmbench/$$env/sac-replay-v0" || \
+			$(BIN)/wmbench data make $$env --policy sac --seed $$s || exit 1; \
+		$(BIN)/wmbench sweep --models $(RECORDING_MODELS),transformer --envs $$env $(RECORDING_SWEEP) || exit 1; \
+		$(BIN)/wmbench sweep --models $(RECORDING_MODELS) --envs $$env $(RECORDING_SWEEP) \
+			--grid data.train_transitions=5000,20000,0 || exit 1; done; done
 
 # The policy-entropy axis: PolyGRAD and the authors' autoregressive diffusion at behaviour stds 0.05-0.4.
 ENTROPY_STORE := reports/entropy/results
