@@ -80,8 +80,8 @@ def compare(
                                                         "the recordings)."),
     other_recording: Optional[List[Path]] = typer.Option(
         None, help="A store of the same cells made on another recording of the datasets (repeat it for several): "
-                   "also each ratio on every recording, the spread a recording adds to it beyond its seeds, and, "
-                   "where 3 or more recordings have it, its interval over the recordings."),
+                   "also the spread a recording adds to a ratio beyond its seeds, each ratio here with an interval "
+                   "that counts it, and, where 3 or more recordings have it, its interval over the recordings."),
 ) -> None:
     """Paired comparison of two models' errors over the seeds both have (same start states and policy): the
     ratio A/B with a 95% paired Student-t interval, the probability of improvement P(A < B) with Newcombe's
