@@ -121,20 +121,20 @@ def compare(
         raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
                          "with the same seeds")
     rows = with_holm(pd.concat(frames, ignore_index=True))  # the rows shown are one family
-    across = _across_recordings(table, other_recording, sel, a, b, metric, step) if other_recording else None
+    spread, across = _across_recordings(table, other_recording, sel, a, b, metric, step) if other_recording \
+        else (None, None)
     if format is Format.csv:
-        (across[1] if across else rows).to_csv(sys.stdout, index=False)
+        (rows if across is None else across).to_csv(sys.stdout, index=False)
         return
     console.print(f"{metric} at {at}, profile {sel.profile}", highlight=False)
     console.print(markdown_table(comparison_wide(rows)), highlight=False, soft_wrap=True)
-    if across:
+    if across is not None:
         from wmbench.report.recordings import across_wide, spread_wide
 
-        spread, tidy = across
         console.print(f"\nOn {len(other_recording) + 1} recordings: the ratio here with the recording counted (its "
                       "env's tau, below); over 3 or more recordings, the geometric mean of their ratios with a "
                       "Student-t interval over them (Holm over these rows)", highlight=False, soft_wrap=True)
-        console.print(markdown_table(across_wide(tidy)), highlight=False, soft_wrap=True)
+        console.print(markdown_table(across_wide(across)), highlight=False, soft_wrap=True)
         console.print(markdown_table(spread_wide(spread)), highlight=False, soft_wrap=True)
 
 

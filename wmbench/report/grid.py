@@ -279,8 +279,7 @@ def compare_grid_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame],
             frames[name] = growth_log_ratios(grid_selection(common_cells(here, there, name), key, profile), metric)
         except UsageError as error:
             raise UsageError(f"{name}: {error}") from None
-    shifts, spread, across = recording_tables(frames, GROWTH, metric)
-    return holm_per_kind(shifts), spread, holm_per_kind(across)
+    return recording_tables(frames, GROWTH, metric, families=holm_per_kind)
 
 
 def recording_wide(shifts: pd.DataFrame, spread: pd.DataFrame, across: pd.DataFrame,

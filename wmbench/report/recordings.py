@@ -23,17 +23,18 @@ error (`grid.compare_grid_recordings`), each taken against its own recording's f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from wmbench.errors import UsageError
-from wmbench.report.comparisons import p_text, paired, report_pairs, verdict_text
+from wmbench.report.comparisons import p_text, paired, report_pairs, verdict_text, with_holm
 from wmbench.report.select import POOLED, Selection
 from wmbench.report.stats import (
     LEVEL,
     between_spread,
-    holm,
     interval_text,
     mean_interval,
     paired_t_p_value,
@@ -86,10 +87,12 @@ def compare_recordings(here: pd.DataFrame, others: dict[str, pd.DataFrame], prof
     return recording_tables(frames, COMPARISON, metric)
 
 
-def recording_tables(frames: dict[str, pd.DataFrame], keys: list[str],
-                     metric: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def recording_tables(frames: dict[str, pd.DataFrame], keys: list[str], metric: str,
+                     families: Callable[[pd.DataFrame], pd.DataFrame] = with_holm,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`(shifts, spread, across)`: `recording_shifts`, `recording_spread` and `across_recordings` of per-seed log
-    ratios (`[*keys, seed, log_ratio]`) on each recording (`frames`, the report's own store as `HERE`)."""
+    ratios (`[*keys, seed, log_ratio]`) on each recording (`frames`, the report's own store as `HERE`); `families`
+    gives the shifts and the table over recordings their `p_holm` (default: each table one family)."""
     ratios = pd.concat([f.assign(recording=name) for name, f in frames.items()], ignore_index=True)
     means = recording_means(ratios, keys)
     shifts = recording_shifts(means, ratios, metric, keys)
@@ -98,7 +101,7 @@ def recording_tables(frames: dict[str, pd.DataFrame], keys: list[str],
                          "the same cells): --other-recording takes a store of the same sweep on another recording of "
                          "the data")
     spread = recording_spread(means, keys)
-    return shifts, spread, across_recordings(means, spread, metric, keys)
+    return families(shifts), spread, families(across_recordings(means, spread, metric, keys))
 
 
 def recording_means(ratios: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -112,7 +115,7 @@ def recording_means(ratios: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
     """`[metric, *keys, *SHIFT_COLUMNS]`: each comparison's ratio on each other recording over its ratio here, the
-    shift's Welch interval and `p_holm` over the table."""
+    shift's Welch interval (`p_holm` left to `recording_tables`)."""
     seeds = {key: part["log_ratio"].to_numpy() for key, part in ratios.groupby([*keys, "recording"])}
     here = means[means["recording"] == HERE].set_index(keys)
     rows = []
@@ -122,8 +125,7 @@ def recording_shifts(means: pd.DataFrame, ratios: pd.DataFrame, metric: str, key
         shift, low, high, p = welch_interval(seeds[(*key, HERE)], theirs)
         rows.append([metric, *key, r["recording"], int(mine["n"]), np.exp(mine["mean"]), int(r["n"]),
                      np.exp(r["mean"]), np.exp(shift), np.exp(low), np.exp(high), p, np.nan, mine["var"], r["var"]])
-    table = _keyed(pd.DataFrame(rows, columns=["metric", *keys, *SHIFT_COLUMNS]))
-    return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
+    return _keyed(pd.DataFrame(rows, columns=["metric", *keys, *SHIFT_COLUMNS]))
 
 
 def _keyed(table: pd.DataFrame) -> pd.DataFrame:
@@ -156,8 +158,8 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str, ke
     """`[metric, *keys, *ACROSS_COLUMNS]`, one row per comparison here that another recording also has: its ratio
     here with an interval that counts its panel's tau (`counted_*`), and where `MIN_UNITS` or more recordings have
     it, the recordings as the unit (`ratio`: the geometric mean of their ratios, a Student-t interval over them,
-    its verdict and Holm p over the table) with its own `tau` (NaN with fewer recordings, or a recording of one
-    seed)."""
+    its verdict and p-value; `p_holm` left to `recording_tables`) with its own `tau` (NaN with fewer recordings,
+    or a recording of one seed)."""
     tau = spread.set_index("panel")["tau"]
     rows = []
     for key, part in means.groupby(keys, sort=False):
@@ -177,8 +179,7 @@ def across_recordings(means: pd.DataFrame, spread: pd.DataFrame, metric: str, ke
         else:
             row += [np.nan] * 3 + ["", np.nan, np.nan, np.nan]
         rows.append(row)
-    table = _keyed(pd.DataFrame(rows, columns=["metric", *keys, *ACROSS_COLUMNS]))
-    return table.assign(p_holm=holm(table["p_value"].to_numpy(np.float64)))
+    return _keyed(pd.DataFrame(rows, columns=["metric", *keys, *ACROSS_COLUMNS]))
 
 
 def shifts_wide(shifts: pd.DataFrame) -> pd.DataFrame:
