@@ -23,9 +23,10 @@ install: $(BIN)/.installed
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# the import contract of pyproject.toml: a module imports only those on the floors below it
+# the import contract of pyproject.toml (a module imports only those on the floors below it), then ruff's checks
 lint: install
 	$(BIN)/lint-imports
+	$(BIN)/ruff check wmbench tests benchmarks docs
 
 # pytest-benchmark suite (generation, training step, oracle); BENCH_MODE=short is CI's one-round h = 10 pass.
 bench: install

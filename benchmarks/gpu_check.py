@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = "polygrad,ar-diffusion,transformer,mlp-ensemble"
 WMBENCH = [sys.executable, "-m", "wmbench"]
-FIGURE = re.compile(r"(\S+ +h=\d+ +\w+ training: +[\d.]+ ms/update|rollout +[\d.]+ s|generation time .*|generation: [\d.]+ s.*?\||"
+FIGURE = re.compile(r"(\S+ +h=\d+ +\w+ training: +[\d.]+ ms/update|rollout +[\d.]+ s|generation time .*|"
+                    r"generation: [\d.]+ s.*?\||"
                     r"\d+ passed.*|\d+ failed.*|matmul peak.*|share K=.*)")
 
 

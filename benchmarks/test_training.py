@@ -53,7 +53,8 @@ def test_polygrad_training_with_and_without_logging(benchmark, log, tmp_path):
         logger = tracking.TensorBoardLogger(tmp_path / "runs") if log == "tensorboard" else None
         with tracking.watch(tracking.Tracker(logger)):
             torch.manual_seed(0)
-            cls(DATA.obs_dim, DATA.act_dim, config).fit(DATA, generator=torch.Generator().manual_seed(0), progress=False)
+            model = cls(DATA.obs_dim, DATA.act_dim, config)
+            model.fit(DATA, generator=torch.Generator().manual_seed(0), progress=False)
 
     benchmark.pedantic(fit, rounds=ROUNDS, warmup_rounds=1)
     benchmark.extra_info["updates_per_s"] = LOGGED_STEPS / benchmark.stats.stats.median

@@ -99,7 +99,8 @@ def test_same_seed_gives_identical_results(hopper_dataset, tmp_path, monkeypatch
     tables = []
     for run in ("a", "b"):  # separate caches: both runs train from scratch
         monkeypatch.setenv("WMBENCH_CACHE", str(tmp_path / run))
-        tables.append(evaluate(request, store=ResultsStore(tmp_path / f"results-{run}"), progress=False, say=lambda m: None))
+        store = ResultsStore(tmp_path / f"results-{run}")
+        tables.append(evaluate(request, store=store, progress=False, say=lambda m: None))
     deterministic = lambda t: t[~t["metric"].str.endswith("_s")].reset_index(drop=True)  # noqa: E731 (timings)
     pd.testing.assert_series_equal(deterministic(tables[0])["value"], deterministic(tables[1])["value"])
     other = evaluate(EvalRequest(**{**request.__dict__, "seed": 8}), store=ResultsStore(tmp_path / "c"),
@@ -290,8 +291,8 @@ def test_help_explains_the_commands(monkeypatch, capsys):
     assert code == 0 and "'wmbench[ray]'" in out  # square brackets survive the help's markup
     code, out, _ = run_main(monkeypatch, capsys, "--help")
     listed = " ".join(out.replace("│", " ").split())
-    assert code == 0 and "evaluate Train (or load) a world model, generate on-policy trajectories, replay them in the " \
-        "simulator and store the errors. rl" in listed, "the command list shows each command's first sentence"
+    assert code == 0 and "evaluate Train (or load) a world model, generate on-policy trajectories, replay them in " \
+        "the simulator and store the errors. rl" in listed, "the command list shows each command's first sentence"
 
 
 def test_bf16_generation_is_a_cell_of_its_own(hopper_dataset, tmp_path):

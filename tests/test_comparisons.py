@@ -23,7 +23,8 @@ def write_store(root) -> ResultsStore:
         for seed, ratio in zip(SEEDS, ratios):
             base = 1.0 + seed  # the seed's start states: the same for every model
             for model, last in (("ar-diffusion", base), ("polygrad", base * ratio), ("linear", base * 3)):
-                rows = pd.DataFrame([("mse", k, last * k / 10) for k in range(1, 11)], columns=["metric", "step", "value"])
+                rows = pd.DataFrame([("mse", k, last * k / 10) for k in range(1, 11)],
+                                    columns=["metric", "step", "value"])
                 store.write(Cell(model, env, f"wmbench/{env}/random-v0", "bc", "quick", 10, seed),
                             rows.assign(n_trajectories=16))
     return store

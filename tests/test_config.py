@@ -78,7 +78,8 @@ def test_overrides_are_parsed_as_toml_and_checked():
 
 @pytest.mark.parametrize("item, message", [
     ("polygrad.nope=1", "unknown key 'nope' in --set polygrad.nope; valid keys of [polygrad]: action_clip_std"),
-    ("nowhere.steps=1", "unknown config section 'nowhere' in --set; choose one of: data, evaluate, imagination, log, policy, ppo, rl"),
+    ("nowhere.steps=1",
+     "unknown config section 'nowhere' in --set; choose one of: data, evaluate, imagination, log, policy, ppo, rl"),
     ("polygrad.train_steps=many", "--set polygrad.train_steps: expected an integer"),
     ("polygrad.compile=1", "--set polygrad.compile: expected true or false (like false), got 1"),
     ("polygrad.train_steps", "--set takes SECTION.KEY=VALUE"),

@@ -69,7 +69,8 @@ def test_flat_copy_loads_the_same_data_and_follows_the_dataset(hopper_dataset, t
     first = data.load_dataset(hopper_dataset)
     (flat,) = (tmp_path / hopper_dataset / "wmbench").glob("flat-*.npz")
     second = data.load_dataset(hopper_dataset)
-    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "episode_starts", "qpos", "qvel"):
+    fields = ("observations", "actions", "rewards", "next_observations", "terminals", "episode_starts", "qpos", "qvel")
+    for field in fields:
         np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
     assert (second.env, second.exact_states, second.dataset_id) == (first.env, first.exact_states, hopper_dataset)
 
@@ -84,7 +85,8 @@ def test_flat_copy_loads_the_same_data_and_follows_the_dataset(hopper_dataset, t
 
 
 def test_missing_dataset_says_how_to_get_it(workspace):
-    with pytest.raises(DatasetError, match=r"wmbench data make halfcheetah.*minari download mujoco/halfcheetah/medium-v0"):
+    remote = r"wmbench data make halfcheetah.*minari download mujoco/halfcheetah/medium-v0"
+    with pytest.raises(DatasetError, match=remote):
         data.load_dataset("mujoco/halfcheetah/medium-v0")
 
 

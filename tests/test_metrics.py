@@ -20,8 +20,8 @@ def test_normalised_mse_divides_each_dim_by_its_std():
 
 
 def test_reward_mse_and_termination_disagreement_by_hand():
-    np.testing.assert_allclose(metrics.reward_mse(np.array([[1.0, 2.0], [3.0, 2.0]]), np.array([[0.0, 2.0], [0.0, 0.0]])),
-                               [(1 + 9) / 2, (0 + 4) / 2])
+    true, generated = np.array([[1.0, 2.0], [3.0, 2.0]]), np.array([[0.0, 2.0], [0.0, 0.0]])
+    np.testing.assert_allclose(metrics.reward_mse(true, generated), [(1 + 9) / 2, (0 + 4) / 2])
     pred = np.array([[True, False], [False, False]])
     true = np.array([[True, True], [True, False]])
     np.testing.assert_allclose(metrics.termination_disagreement(pred, true), [0.5, 0.5])

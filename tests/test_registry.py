@@ -12,7 +12,8 @@ from wmbench.testing import WorldModelConformance
 @pytest.fixture
 def extension(monkeypatch):
     """Pretend an installed package exposes `toy_extension:PersistenceModel` as `toy-persistence`."""
-    entry = metadata.EntryPoint(name="toy-persistence", value="toy_extension:PersistenceModel", group=base.ENTRY_POINT_GROUP)
+    entry = metadata.EntryPoint(name="toy-persistence", value="toy_extension:PersistenceModel",
+                                group=base.ENTRY_POINT_GROUP)
     real = metadata.entry_points
     monkeypatch.setattr(metadata, "entry_points",
                         lambda **kw: [entry] if kw.get("group") == base.ENTRY_POINT_GROUP else real(**kw))
@@ -73,7 +74,8 @@ class TestPersistenceConformance(WorldModelConformance):
 def test_trajectories_validate_catches_wrong_shapes():
     from wmbench import Trajectories
 
-    good = Trajectories(torch.zeros(2, 4, 3), torch.zeros(2, 3, 1), torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool))
+    good = Trajectories(torch.zeros(2, 4, 3), torch.zeros(2, 3, 1), torch.zeros(2, 3),
+                        torch.zeros(2, 3, dtype=torch.bool))
     good.validate(2, 3, 3, 1)
     with pytest.raises(ValueError, match="rewards"):
         Trajectories(good.observations, good.actions, torch.zeros(2, 4), good.terminals).validate(2, 3, 3, 1)

@@ -238,7 +238,8 @@ def test_aggregate_alive_marks_and_learning_curves_come_from_the_stored_numbers(
     assert wide[0][:2] == ["model", "envs"] and {row[1] for row in wide[2:]} == {"2"}
     readme = (out / "README.md").read_text()
     assert readme.index("## Aggregate score") < readme.index("## State error versus step")
-    mse = [[cell.strip() for cell in line.strip("|").split("|")] for line in (out / "mse_table.md").read_text().splitlines()]
+    lines = (out / "mse_table.md").read_text().splitlines()
+    mse = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
     column = lambda name: next(i for i, header in enumerate(mse[0]) if header.startswith(name))  # noqa: E731
     hopper_col = column("hopper h=10 (n=")
     rows = {line[0]: line for line in mse[2:]}
@@ -263,8 +264,8 @@ def test_two_configs_of_a_model_in_one_panel_are_two_named_models_not_pooled_see
                                  config_hash=f"tau{tau}"), rows.assign(config=config, n_trajectories=256))
     for env, tau in (("hopper", 0.1), ("halfcheetah", 1.0)):  # an env's own setting, one per panel
         rows = pd.DataFrame([("mse", k, 1.0) for k in range(1, 11)], columns=["metric", "step", "value"])
-        store.write(Cell("ar-diffusion", env, f"wmbench/{env}/random-v0", "bc", "quick", 10, 0, config_hash=f"tau{tau}"),
-                    rows.assign(config=json.dumps({"ar-diffusion": {"tau": tau}}), n_trajectories=256))
+        cell = Cell("ar-diffusion", env, f"wmbench/{env}/random-v0", "bc", "quick", 10, 0, config_hash=f"tau{tau}")
+        store.write(cell, rows.assign(config=json.dumps({"ar-diffusion": {"tau": tau}}), n_trajectories=256))
     write_report(store, tmp_path / "out")
     means = pd.read_csv(tmp_path / "out" / "mse_table.csv").set_index(["panel", "model"])["mean"]
     assert means[("hopper", "ar-diffusion")] == means[("halfcheetah", "ar-diffusion")] == 1.0

@@ -5,7 +5,8 @@ import pytest
 
 from wmbench.results import Cell, ResultsStore, markdown_table
 
-CELL = Cell(model="m", env="hopper", dataset="wmbench/hopper/random-v0", policy="bc", profile="smoke", horizon=5, seed=0)
+CELL = Cell(model="m", env="hopper", dataset="wmbench/hopper/random-v0", policy="bc", profile="smoke", horizon=5,
+            seed=0)
 
 
 def rows(value):

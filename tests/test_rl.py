@@ -127,7 +127,8 @@ def test_smoke_runs_of_a_world_model_and_ppo_store_the_same_rows(rl_home):
         assert result.exit_code == 0, result.output
         assert "env step" in result.output and "return" in result.output
     table = ResultsStore(rl_home / "results").read(dataset=RL_DATASET)
-    steps = {model: sorted(set(group.loc[group["metric"] == "return", "step"])) for model, group in table.groupby("model")}
+    returns = table[table["metric"] == "return"]
+    steps = {model: sorted(set(group["step"])) for model, group in returns.groupby("model")}
     assert steps == {"mlp-ensemble": [0, 400, 800], "ppo": [0, 400, 800]}
     shared = {"return", "return_std", "episode_length", "policy_std", "wall_evaluation_s"}
     for model, group in table.groupby("model"):
@@ -135,7 +136,8 @@ def test_smoke_runs_of_a_world_model_and_ppo_store_the_same_rows(rl_home):
         assert group.loc[group["metric"] == "return", "value"].notna().all()
     ensemble = table[table["model"] == "mlp-ensemble"]
     assert ensemble.loc[ensemble["metric"] == "one_step_mse", "value"].gt(0).all()
-    assert list((rl_home / "cache" / "rl").rglob("*")) and not list((rl_home / "cache").rglob("*.rl-state.pt"))  # finished: no state left
+    # finished: no state left
+    assert list((rl_home / "cache" / "rl").rglob("*")) and not list((rl_home / "cache").rglob("*.rl-state.pt"))
 
     again = runner.invoke(app, ["rl", "--model", "ppo", "--env", "hopper", "--profile", "smoke"])
     assert again.exit_code == 0 and "already in the results store" in again.output

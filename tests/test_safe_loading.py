@@ -45,7 +45,7 @@ def poisoned_data_entry(source: pathlib.Path, marker: pathlib.Path) -> bytes:
     return json.dumps(data).encode()
 
 
-def test_a_crafted_sac_zip_does_not_run(sac_datasets, tmp_path, monkeypatch):
+def test_a_crafted_sac_zip_does_not_run(sac_datasets, tmp_path, monkeypatch):  # noqa: F811 - the imported fixture
     from stable_baselines3 import SAC
 
     genuine = sac.sac_policy_path(sac_datasets[0])

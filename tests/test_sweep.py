@@ -140,7 +140,8 @@ def test_parallel_workers_train_each_checkpoint_once(hopper_dataset, tmp_path, s
     trained = [cell for cell, stages in statuses[0].stages.items() if "train" in stages]
     assert len(trained) == 2, "each trained model's progress came back from its worker"
     table = store.read()
-    assert sorted(table[["horizon", "seed"]].drop_duplicates().itertuples(index=False)) == [(3, 0), (3, 1), (5, 0), (5, 1)]
+    cells = sorted(table[["horizon", "seed"]].drop_duplicates().itertuples(index=False))
+    assert cells == [(3, 0), (3, 1), (5, 0), (5, 1)]
     fit_times = table[table["metric"] == "fit_time_s"].set_index(["seed", "horizon"])["value"]
     for seed in (0, 1):
         assert fit_times[(seed, 3)] == fit_times[(seed, 5)], "both horizons of a seed use one trained model"

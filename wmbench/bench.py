@@ -162,7 +162,8 @@ def run_bench(models: list[str], horizons: list[int], *, env: str = "halfcheetah
             line = f"{name:>22} h={horizon:<4} rollout {measured['rollout'].seconds:8.4f} s " \
                    f"{measured['rollout'].gflops:7.1f} GFLOP/s ({measured['rollout'].gflops / peak:.0%} of peak)"
             if "denoiser" in measured:
-                line += f" | denoiser pass {measured['denoiser'].gflops:.1f} GFLOP/s ({measured['denoiser'].gflops / peak:.0%})"
+                denoiser = measured["denoiser"].gflops
+                line += f" | denoiser pass {denoiser:.1f} GFLOP/s ({denoiser / peak:.0%})"
             say(line)
     return pd.concat(tables, ignore_index=True)
 

@@ -158,7 +158,8 @@ def read_profile_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UsageError(f"profile {path} is not a text file (not UTF-8 at byte {err.start}); profiles are TOML") from err
+        raise UsageError(f"profile {path} is not a text file (not UTF-8 at byte {err.start}); "
+                         "profiles are TOML") from err
     except OSError as err:
         raise UsageError(f"cannot read profile {path} ({err.strerror})") from err
 

@@ -258,7 +258,8 @@ def load_dataset(dataset_id: str) -> OfflineData:
             pass  # rebuilt below
     data = _read_minari(dataset_id)
     buffer = io.BytesIO()
-    arrays = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name not in ("dataset_id", "drawn_from")}
+    arrays = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)
+              if f.name not in ("dataset_id", "drawn_from")}
     np.savez(buffer, **arrays)
     for stale in flat.parent.glob("flat-*.npz"):
         stale.unlink(missing_ok=True)

@@ -203,8 +203,8 @@ class Trial:
         """The cell's trial: `config.n_trajectories` start states drawn from the held-out data with its seed."""
         env = get_env(cell.env)
         starts = held_out.start_states(config.n_trajectories, np.random.default_rng(request.seed))
-        return cls(request, env, Oracle(env), policy, held_out, starts, train.normalising.observations.std(axis=0), device,
-                   cell.precision, config.warmup_trajectories)
+        return cls(request, env, Oracle(env), policy, held_out, starts, train.normalising.observations.std(axis=0),
+                   device, cell.precision, config.warmup_trajectories)
 
     def run(self, model: WorldModel, say: Callable[[str], None],
             watch: Stopwatch) -> tuple[Trajectories, Replay, float]:

@@ -147,7 +147,8 @@ def make_card(env: EnvSpec, policy: str, steps: int, seed: int, episodes: list[d
         "env": env.name, "gym_id": env.gym_id, "behaviour_policy": policy, "steps": int(steps),
         "episodes": len(episodes), "seed": int(seed),
         "return_mean": float(returns.mean()), "return_min": float(returns.min()),
-        "return_max": float(returns.max()), "wmbench_version": package_version("wmbench"), "wmbench_commit": git_commit(),
+        "return_max": float(returns.max()), "wmbench_version": package_version("wmbench"),
+        "wmbench_commit": git_commit(),
         "versions": package_versions(), **extra,
     }
 

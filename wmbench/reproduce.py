@@ -129,7 +129,10 @@ def reproduce(path: Path, *, device: str = "cpu", profile: str | None = None, sc
 
 def _diff(stored: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
     keys = ["metric", "step"]
-    numbers = lambda rows: rows[~rows["metric"].map(is_time)][[*keys, "value"]]
+
+    def numbers(rows: pd.DataFrame) -> pd.DataFrame:  # every stored number but the timings
+        return rows[~rows["metric"].map(is_time)][[*keys, "value"]]
+
     joined = numbers(stored).merge(numbers(rerun), on=keys, how="outer", suffixes=("_stored", "_rerun"), indicator="in")
     joined = joined.rename(columns={"value_stored": "stored", "value_rerun": "rerun"})
     joined["in"] = joined["in"].map({"both": "both", "left_only": "stored", "right_only": "rerun"})

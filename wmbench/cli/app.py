@@ -81,7 +81,8 @@ def split(value: str, kind: type = str, option: str = "") -> list:
     except ValueError:
         items = []
     if not items:
-        raise UsageError(f"{option} takes a comma-separated list, e.g. {'10,50' if kind is int else 'a,b'}; got {value!r}")
+        example = "10,50" if kind is int else "a,b"
+        raise UsageError(f"{option} takes a comma-separated list, e.g. {example}; got {value!r}")
     twice = sorted({str(item) for item in items if items.count(item) > 1})
     if twice:
         raise UsageError(f"{option} {value}: {', '.join(twice)} given twice")

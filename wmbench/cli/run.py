@@ -52,13 +52,14 @@ def evaluate(
     from wmbench.provenance import check_clean_tree
 
     request = EvalRequest(model=model, env=env, horizon=horizon, seed=seed, profile=profile, overrides=tuple(set_),
-                          dataset=dataset, n_trajectories=n_trajectories, eval_every=eval_every, device=device, policy=policy,
-                          precision=precision, log=log, **({} if policy_std is None else {"policy_std": policy_std}))
+                          dataset=dataset, n_trajectories=n_trajectories, eval_every=eval_every, device=device,
+                          policy=policy, precision=precision, log=log,
+                          **({} if policy_std is None else {"policy_std": policy_std}))
     check_clean_tree(results_root(), allow_dirty)
     table = run(request, make_missing=not no_make, force=force)
     first = table.iloc[0]
-    title = (f"{first['model']} on {first['dataset']} | policy {first['policy']} | h = {first['horizon']} | seed {first['seed']} | "
-             f"{first['profile']} | {int(first['n_trajectories'])} trajectories")
+    title = (f"{first['model']} on {first['dataset']} | policy {first['policy']} | h = {first['horizon']} | "
+             f"seed {first['seed']} | {first['profile']} | {int(first['n_trajectories'])} trajectories")
     console.print(title, highlight=False, soft_wrap=True)
     print_steps(summary(table))
     value = lambda metric: float(table.loc[table["metric"] == metric, "value"].iloc[0])  # noqa: E731
@@ -164,9 +165,10 @@ def sweep(
     policy: str = typer.Option("bc", help="Evaluation policy: bc or behaviour (see `wmbench evaluate --help`)."),
     policy_std: Optional[str] = typer.Option(None, help="Comma-separated stds of the behaviour policy, each its own "
                                                         "cell (default: 0.2): the policy-entropy axis."),
-    grid_: List[str] = typer.Option([], "--grid", help="SECTION.KEY=V1,V2,...: also vary a setting (any key --set takes, "
-                                                       "e.g. data.train_transitions=5000,20000); repeatable, the "
-                                                       "cartesian product with the other axes, each value its own cell."),
+    grid_: List[str] = typer.Option([], "--grid", help="SECTION.KEY=V1,V2,...: also vary a setting (any key --set "
+                                                       "takes, e.g. data.train_transitions=5000,20000); repeatable, "
+                                                       "the cartesian product with the other axes, each value its "
+                                                       "own cell."),
     backend: str = typer.Option("local", help="local (--workers processes on this machine) or ray (a Ray task per "
                                               "checkpoint group; pip install 'wmbench\\[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray: the cluster to join (auto: the running one; default: "

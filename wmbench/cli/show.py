@@ -152,7 +152,9 @@ def _across_recordings(table: pd.DataFrame, folders: List[Path], sel, a: str, b:
 
 
 @app.command()
-def models(config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc.")) -> None:
+def models(
+    config: bool = typer.Option(False, "--config", help="Also show every config field with its default and doc."),
+) -> None:
     """List the registered world models (built-in and from installed extension packages)."""
     import wmbench.sections  # noqa: F401 - every config section
     from wmbench.config import SECTIONS, field_docs
@@ -180,7 +182,8 @@ def results(
     env: Optional[str] = typer.Option(None, help="Only this env."),
     metric: Optional[str] = typer.Option(None, help="Only this metric (mse, mse_norm, reward_mse, ...)."),
     profile: Optional[str] = typer.Option(None, help="Only this profile."),
-    config_hash: Optional[str] = typer.Option(None, help="Only cells of this resolved config (the config_hash column)."),
+    config_hash: Optional[str] = typer.Option(None,
+                                              help="Only cells of this resolved config (the config_hash column)."),
     overrides: Optional[str] = typer.Option(None, help="Only cells whose --set overrides include this text "
                                                       "(e.g. polygrad.train_steps=20000; '' for none)."),
     results: Optional[Path] = typer.Option(None, help="Results store folder (default: the workspace's results/)."),

@@ -62,7 +62,8 @@ class LinearDynamics(AutoregressiveWorldModel):
         # SVD-based on CPU: a constant dim (a terminal flag that never fires) does no harm
         solution = torch.linalg.lstsq(x.cpu(), y.cpu(), driver="gelsd").solution.to(device)
         self.weights.copy_(solution)
-        self.fit_report = FitReport(seconds=time.perf_counter() - start, loss=float(torch.mean((x @ solution - y) ** 2)))
+        loss = float(torch.mean((x @ solution - y) ** 2))
+        self.fit_report = FitReport(seconds=time.perf_counter() - start, loss=loss)
         return self.fit_report
 
     @staticmethod

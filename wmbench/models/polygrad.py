@@ -58,16 +58,20 @@ class PolyGRADConfig(DiffusionConfig):
     dim: int = param(312, "transformer width", low=1)
     layers: int = param(6, "transformer blocks", low=1)
     heads: int = param(4, "transformer attention heads", low=1)
-    guidance: str = param("gradient", "action update: gradient (PolyGRAD), none (keep random actions), sample (a ~ pi)", choices=("gradient", "none", "sample"))
-    guide_on: str = param("x0_hat", "states the policy sees: x0_hat (denoised) or posterior_mean", choices=("x0_hat", "posterior_mean"))
+    guidance: str = param("gradient", "action update: gradient (PolyGRAD), none (keep random actions), sample (a ~ pi)",
+                          choices=("gradient", "none", "sample"))
+    guide_on: str = param("x0_hat", "states the policy sees: x0_hat (denoised) or posterior_mean",
+                          choices=("x0_hat", "posterior_mean"))
     action_clip_std: float = param(3.0, "clip actions to mean +- k std of the policy (0: off)", low=0)
-    state_change_clip: float = param(0.25, "max state change per step in the last steps, normalised units (0: off)", low=0)
+    state_change_clip: float = param(0.25, "max state change per step in the last steps, normalised units (0: off)",
+                                     low=0)
     state_clip_last: int = param(10, "the state-change clip applies for t <= this", low=0)
     delta_init: float = param(0.005, "initial action step size delta", above=0)
     delta_lr: float = param(3e-2, "SGD rate on log delta towards std(z) = 1", low=0)
     tune_iterations: int = param(50, "imagined batches of delta tuning after training", low=0)
     tune_batch_size: int = param(256, "trajectories per tuning batch", low=1)
-    tune_every: int = param(0, "with fit(..., policy=pi): also tune delta every this many training steps (0: off)", low=0)
+    tune_every: int = param(0, "with fit(..., policy=pi): also tune delta every this many training steps (0: off)",
+                            low=0)
 
 
 @register_model("polygrad")
@@ -117,7 +121,9 @@ class PolyGRAD(TrainsAsDenoiser, WorldModel):
         self.x_norm = Normaliser.fit(steps).to(self.device)  # statistics over all valid steps, padding excluded
         self.act_norm = Normaliser.fit(data.actions).to(self.device)
 
-    def _window_batches(self, data: OfflineData) -> tuple[int, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
+    def _window_batches(
+        self, data: OfflineData,
+    ) -> tuple[int, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
         """`(n_windows, batch)`: `batch(window_ids)` gathers z-scored `x [B, rows, obs + 2]` and
         `actions [B, rows, act]` (windows are not materialised)."""
         index, padded = data.windows(self.rows)

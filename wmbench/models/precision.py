@@ -18,7 +18,8 @@ def warn_if_bf16_is_emulated(device: torch.device | str, precision: str) -> None
     if precision != "bf16" or torch.device(device).type != "cpu":
         return
     cpu = torch.cpu
-    if not any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")):
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    if not any(getattr(cpu, check, lambda: False)() for check in checks):
         warnings.warn("this CPU has no bf16 matrix units (AVX512-BF16 or AMX): bf16 is emulated and far slower "
                       "than fp32 here; use fp32 on this machine", stacklevel=2)
 

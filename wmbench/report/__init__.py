@@ -184,7 +184,8 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
     sns.set_theme(style="whitegrid", context="notebook")
     errors = grid_errors(sel)
     written = [plot_grid_errors(errors, colours, key, out / "grid_errors.png")]
-    sections = {"errors": {measure: grid_wide(errors, key, measure, sel.models) for measure in errors["measure"].unique()}}
+    measures = errors["measure"].unique()
+    sections = {"errors": {measure: grid_wide(errors, key, measure, sel.models) for measure in measures}}
     atomic_write_bytes(out / "grid_errors.csv", errors.to_csv(index=False).encode())
     written.append(out / "grid_errors.csv")
     scores = grid_aggregate(sel, key)

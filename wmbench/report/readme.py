@@ -245,7 +245,8 @@ def readme_text(sel: Selection, sections: dict[str, pd.DataFrame], gen_wide, cal
         parts += rl_section(sections["rl"])
     if has_delta:
         parts += ["## PolyGRAD's guidance scale", "![delta over tuning](delta.png)", "",
-                  "δ while it is tuned towards std(z) = 1 after training; a curve that has flattened has converged.", ""]
+                  "δ while it is tuned towards std(z) = 1 after training; a curve that has flattened has "
+                  "converged.", ""]
     if not bench.empty:
         parts += ["## Generation throughput against this machine's peak (`wmbench bench`)", "",
                   "Untrained models at the profile's sizes: time of one batch, FLOPs counted by PyTorch's "
@@ -275,7 +276,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
                   "and the normalisers are those of the full data at every size.", ""]
     parts += ["## State error", "![state error against the key](grid_errors.png)", "",
               "The error at step 1 (one step from a true state), at the horizon, and over the trajectories still alive "
-              "in the simulator at the horizon (envs that terminate); tidy numbers with intervals: `grid_errors.csv`.", ""]
+              "in the simulator at the horizon (envs that terminate); tidy numbers with intervals: "
+              "`grid_errors.csv`.", ""]
     for measure, wide in sections["errors"].items():
         parts += [f"### {measure}", "", markdown_table(wide), ""]
     if "robustness" in sections:
@@ -289,8 +291,8 @@ def grid_readme_text(sel: Selection, key: str, sections: dict[str, pd.DataFrame]
                   "over seeds with a paired t interval; then PolyGRAD's growth over another model's: below 1, PolyGRAD "
                   "loses less accuracy than that model (more robust), and the verdict says so only where the "
                   "interval excludes 1 (`grid_robustness.csv`). `Holm p`: each row's paired t-test p-value adjusted "
-                  f"over every row of its table (Holm 1979; a verdict with Holm p below {FAMILY_ALPHA:.2g} holds for the "
-                  "whole table).", "", markdown_table(growth), ""]
+                  f"over every row of its table (Holm 1979; a verdict with Holm p below {FAMILY_ALPHA:.2g} holds for "
+                  "the whole table).", "", markdown_table(growth), ""]
         parts += [markdown_table(versus), ""] if len(versus) else []
     if "recording" in sections:
         parts += recording_part(*sections["recording"], ratios=GROWTHS)

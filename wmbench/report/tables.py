@@ -179,7 +179,8 @@ def calibration_wide(calib: pd.DataFrame, models: list[str], by: tuple[str, ...]
 def bench_table(rows: pd.DataFrame) -> pd.DataFrame:
     """`wmbench bench` rows, one line per model, precision and horizon (the latest run of each)."""
     columns = {"gen_time_s": "time (s)", "transitions_per_s": "transitions/s", "gflop": "GFLOP",
-               "gflops_achieved": "GFLOP/s", "peak_fraction": "fraction of peak", "denoiser_peak_fraction": "denoiser pass, fraction of peak",
+               "gflops_achieved": "GFLOP/s", "peak_fraction": "fraction of peak",
+               "denoiser_peak_fraction": "denoiser pass, fraction of peak",
                "peak_gflops": "matmul peak (GFLOP/s)"}
     if rows.empty:
         return pd.DataFrame()

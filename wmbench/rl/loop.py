@@ -56,7 +56,8 @@ class ImaginationConfig(ActorCriticConfig):
     model_updates_per_step: float = param(1.0, "world-model updates per real step (the authors: 1)", low=0)
     agent_updates_per_step: float = param(0.25, "actor-critic updates per real step (the authors: 0.25)", low=0)
     pretrain_updates: int = param(1000, "world-model updates on the random steps before the first actor update", low=0)
-    delta_lr: float = param(3e-3, "PolyGRAD: rate of delta's rule, one step per imagined batch (paper's online runs)", low=0)
+    delta_lr: float = param(3e-3, "PolyGRAD: rate of delta's rule, one step per imagined batch (paper's online runs)",
+                            low=0)
     error_trajectories: int = param(256, "trajectories from fresh real states that measure the model's error", low=1)
 
 

@@ -34,7 +34,8 @@ def plot_calibration(sel: Selection, colours: dict, path: Path) -> Path:
             else:
                 ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", color="grey")
             ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), color="black", lw=1, label="N(0, 1)")
-            ax.set_title(f"{model} · {panel}".replace(" (", "\n(").replace(", ", ",\n"), fontsize=9)  # a variant's settings below
+            # a variant's settings on lines of their own
+            ax.set_title(f"{model} · {panel}".replace(" (", "\n(").replace(", ", ",\n"), fontsize=9)
             ax.set_xlim(-4, 4)
             if i == len(sel.panels) - 1:
                 ax.set_xlabel("z (standardised action)")
