@@ -169,6 +169,27 @@ def test_compare_takes_any_pair_over_recordings(tmp_path, monkeypatch, capsys):
     assert code == 2 and "nowhere does not exist" in err
 
 
+def test_compare_takes_several_models_as_one_holm_family(tmp_path, monkeypatch, capsys):
+    """`compare polygrad ar-diffusion,linear`: each pair's row is the one its own command gives, and Holm runs over
+    both rows, in the paired table and in the one over recordings; a model named twice is refused."""
+    stores = [write_recording(tmp_path / f"r{k}", {"hopper": FACTORS["steady"][k]}) for k in range(3)]
+    others = [arg for s in stores[1:] for arg in ("--other-recording", str(s.root))]
+    command = ["--results", str(stores[0].root), *others, "--format", "csv"]
+    code, out, _ = run_main(monkeypatch, capsys, "compare", "polygrad", "ar-diffusion,linear", *command)
+    both = pd.read_csv(io.StringIO(out)).set_index("b")
+    assert code == 0 and list(both.index) == ["ar-diffusion", "linear"] and set(both["a"]) == {"polygrad"}
+    for b in ("ar-diffusion", "linear"):
+        code, out, _ = run_main(monkeypatch, capsys, "compare", "polygrad", b, *command)
+        alone = pd.read_csv(io.StringIO(out)).iloc[0]
+        assert alone["ratio"] == pytest.approx(both.loc[b, "ratio"]) and alone["p_holm"] == alone["p_value"]
+    assert both["p_holm"].to_numpy() == pytest.approx(holm(both["p_value"].to_numpy()))
+    assert (both["p_holm"] > both["p_value"]).any(), "one family of two: the smaller p doubles"
+    code, out, _ = run_main(monkeypatch, capsys, "compare", "polygrad", "ar-diffusion,linear", *command[:2])
+    assert code == 0 and "| polygrad vs ar-diffusion | hopper |" in out and "| polygrad vs linear | hopper |" in out
+    code, _, err = run_main(monkeypatch, capsys, "compare", "polygrad", "linear,linear", *command[:2])
+    assert code == 2 and "model B linear,linear: linear given twice" in err
+
+
 # ----------------------------------------------------------------------------- growths of error on other recordings
 
 GROWTH = [1.5, 1.2, 1.9, 1.35]  # polygrad's error at 1,000 transitions over its own with all the data, per recording

@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from wmbench.cli.app import Format, app, console, data_app
+from wmbench.cli.app import Format, app, console, data_app, split
 from wmbench.errors import UsageError
 
 
@@ -68,8 +68,9 @@ def report(
 
 @app.command()
 def compare(
-    a: str = typer.Argument(..., help="Model A (a model's name stands for each of its variants)."),
-    b: str = typer.Argument(..., help="Model B."),
+    a: str = typer.Argument(..., help="Model A (a model's name stands for each of its variants), or several, "
+                                      "comma-separated: each is compared with each B, Holm over every row."),
+    b: str = typer.Argument(..., help="Model B, or several, comma-separated."),
     env: Optional[str] = typer.Option(None, help="Only this env (default: every env, and all of them pooled)."),
     horizon: Optional[int] = typer.Option(None, help="Only cells of this horizon (default: each horizon)."),
     step: Optional[int] = typer.Option(None, help="The step compared (default: each horizon's last)."),
@@ -88,9 +89,10 @@ def compare(
     score-type interval (inside [0, 1], short of certainty where the runs lie apart), a verdict (better, worse, or not
     distinguishable at this number of seeds), and the paired t-test's p-value adjusted (Holm) over the rows shown.
     A seed's interval does not cover the data (one recording of a dataset is one draw of it): --other-recording
-    adds the comparison on other recordings, per env."""
+    adds the comparison on other recordings, per env. Several models, comma-separated, as A or B: each A against
+    each B, one Holm family."""
     from wmbench.config import profile_label
-    from wmbench.report.comparisons import comparison_rows, comparison_wide, named, with_holm
+    from wmbench.report.comparisons import comparison_rows, comparison_wide, with_holm
     from wmbench.report.select import Selection
     from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table
 
@@ -108,12 +110,13 @@ def compare(
     if sel.metric(metric).empty:
         raise UsageError(f"no {metric!r} rows in the store; metrics: mse, mse_alive, mse_norm, reward_mse, ...")
     at = f"step {step}" if step else "each horizon's last step"
-    frames = [comparison_rows(sel, x, y, metric, step) for x in named(sel, a) for y in named(sel, b) if x != y]
+    pairs = [(x, y) for x in _models(sel, a, "A") for y in _models(sel, b, "B") if x != y]
+    if not pairs:  # one model against its own variants, when it has several
+        raise UsageError(f"the store has one {a}: compare two models, or {a}'s variants once it has several "
+                         "(cells of it with different --set values)")
+    frames = [comparison_rows(sel, x, y, metric, step) for x, y in pairs]
     frames = [f for f in frames if not f.empty]
     if not frames:
-        if a == b and len(named(sel, a)) < 2:  # one model against its own variants, when it has several
-            raise UsageError(f"the store has one {a}: compare two models, or {a}'s variants once it has several "
-                             "(cells of it with different --set values)")
         steps = sel.metric(metric)["step"]
         if step and step > steps.max():
             raise UsageError(f"no {metric} at step {step}: the store's cells end at step {steps.max()} "
@@ -121,7 +124,7 @@ def compare(
         raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
                          "with the same seeds")
     rows = with_holm(pd.concat(frames, ignore_index=True))  # the rows shown are one family
-    spread, across = _across_recordings(table, other_recording, sel, a, b, metric, step) if other_recording \
+    spread, across = _across_recordings(table, other_recording, sel, pairs, metric, step) if other_recording \
         else (None, None)
     if format is Format.csv:
         (rows if across is None else across).to_csv(sys.stdout, index=False)
@@ -138,14 +141,19 @@ def compare(
         console.print(markdown_table(spread_wide(spread)), highlight=False, soft_wrap=True)
 
 
-def _across_recordings(table: pd.DataFrame, folders: List[Path], sel, a: str, b: str, metric: str,
-                       step: Optional[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`(spread, across)` of A against B (each variant of each) between the store's rows and other recordings'."""
+def _models(sel, names: str, which: str) -> list[str]:
+    """The store's models that `names` (comma-separated; each a model or all of its variants) stand for."""
     from wmbench.report.comparisons import named
+
+    return [model for name in split(names, option=f"model {which}") for model in named(sel, name)]
+
+
+def _across_recordings(table: pd.DataFrame, folders: List[Path], sel, pairs: list[tuple[str, str]], metric: str,
+                       step: Optional[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`(spread, across)` of each pair (A, B) between the store's rows and other recordings'."""
     from wmbench.report.recordings import compare_recordings
     from wmbench.results import ResultsStore
 
-    pairs = [(x, y) for x in named(sel, a) for y in named(sel, b) if x != y]
     others = {str(folder): ResultsStore(folder).read() for folder in folders}
     _, spread, across = compare_recordings(table, others, sel.profile, metric, pairs, step)
     return spread, across
