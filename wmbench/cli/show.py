@@ -124,8 +124,12 @@ def compare(
         raise UsageError(f"{a} and {b} share no (env, horizon, seed) cell with {metric} at {at}: evaluate both "
                          "with the same seeds")
     rows = with_holm(pd.concat(frames, ignore_index=True))  # the rows shown are one family
-    spread, across = _across_recordings(table, other_recording, sel, pairs, metric, step) if other_recording \
-        else (None, None)
+    spread = across = None
+    if other_recording:  # read as the store here was: only the env and horizon compared
+        from wmbench.report.recordings import compare_recordings
+
+        others = {str(folder): ResultsStore(folder).read(env=env, horizon=horizon) for folder in other_recording}
+        _, spread, across = compare_recordings(table, others, sel.profile, metric, pairs, step)
     if format is Format.csv:
         (rows if across is None else across).to_csv(sys.stdout, index=False)
         return
@@ -146,17 +150,6 @@ def _models(sel, names: str, which: str) -> list[str]:
     from wmbench.report.comparisons import named
 
     return [model for name in split(names, option=f"model {which}") for model in named(sel, name)]
-
-
-def _across_recordings(table: pd.DataFrame, folders: List[Path], sel, pairs: list[tuple[str, str]], metric: str,
-                       step: Optional[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`(spread, across)` of each pair (A, B) between the store's rows and other recordings'."""
-    from wmbench.report.recordings import compare_recordings
-    from wmbench.results import ResultsStore
-
-    others = {str(folder): ResultsStore(folder).read() for folder in folders}
-    _, spread, across = compare_recordings(table, others, sel.profile, metric, pairs, step)
-    return spread, across
 
 
 @app.command()
