@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from wmbench.errors import UsageError
 from wmbench.metrics import HIST_EDGES
 from wmbench.report import write_report
 from wmbench.report.stats import compare, holm, mean_interval, paired_t_p_value
+from wmbench.report.tables import write_csv
 from wmbench.results import Cell, ResultsStore
 
 SEEDS = (0, 1, 2)
@@ -112,6 +114,22 @@ def test_table_cells_equal_the_store_means(tmp_path):
 
     gen = pd.read_csv(tmp_path / "out" / "generation_time.csv").set_index(["panel", "model", "step"])
     assert gen.loc[("hopper", "polygrad", 10), "mean"] == pytest.approx(0.5 + 0.001)
+
+
+def test_a_report_csv_is_the_same_when_its_numbers_move_in_their_last_digits(tmp_path):
+    # what another CPU's order of summation does to a statistic
+    values = np.array([1 / 3, 2e-7 / 3, 12345.678901234567, 0.1 + 0.2, 7.0])
+    moved = values * (1 + 4e-15)
+    assert not np.array_equal(values, moved)
+    first = write_csv(pd.DataFrame({"value": values}), tmp_path / "first.csv")
+    second = write_csv(pd.DataFrame({"value": moved}), tmp_path / "second.csv")
+    assert first.read_bytes() == second.read_bytes()
+    assert pd.read_csv(first)["value"].to_numpy() == pytest.approx(values, rel=1e-9)
+    write_report(write_store(tmp_path / "results"), tmp_path / "out")
+    numbers = [field for path in (tmp_path / "out").glob("*.csv") for line in path.read_text().splitlines()[1:]
+               for field in line.split(",") if re.fullmatch(r"-?[0-9.]+(e[-+][0-9]+)?", field)]
+    digits = [len(re.sub(r"\D", "", number.split("e")[0]).lstrip("0")) for number in numbers]
+    assert len(numbers) > 100 and max(digits) <= 10, "every report CSV writes its floats through write_csv"
 
 
 def test_tables_have_only_columns_with_numbers(tmp_path):

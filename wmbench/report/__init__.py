@@ -74,6 +74,7 @@ from wmbench.report.tables import (  # noqa: E402
     mse_table,
     present_columns,
     wide_table,
+    write_csv,
     write_table,
 )
 from wmbench.results import BENCH_DATASET, RL_DATASET, ResultsStore, markdown_table  # noqa: E402
@@ -147,8 +148,7 @@ def write_report(results: ResultsStore, out: Path, profile: str | None = None,
     if not dims.empty:
         sections["dims"] = plot_dim_error(dims, colours, out)
         written += sections["dims"]
-        atomic_write_bytes(out / "dim_error.csv", dims.to_csv(index=False).encode())
-        written.append(out / "dim_error.csv")
+        written.append(write_csv(dims, out / "dim_error.csv"))
 
     gen_path, gen = plot_generation_time(sel, colours, out / "generation_time.png")
     gen_wide = wide_table(gen, sel.models, present_columns(gen, sel.panels, sorted(gen["step"].unique())))
@@ -186,23 +186,19 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
     written = [plot_grid_errors(errors, colours, key, out / "grid_errors.png")]
     measures = errors["measure"].unique()
     sections = {"errors": {measure: grid_wide(errors, key, measure, sel.models) for measure in measures}}
-    atomic_write_bytes(out / "grid_errors.csv", errors.to_csv(index=False).encode())
-    written.append(out / "grid_errors.csv")
+    written.append(write_csv(errors, out / "grid_errors.csv"))
     scores = grid_aggregate(sel, key)
     if not scores.empty:
         written.append(plot_grid_aggregate(scores, colours, key, out / "grid_aggregate.png"))
-        atomic_write_bytes(out / "grid_aggregate.csv", scores.to_csv(index=False).encode())
-        written.append(out / "grid_aggregate.csv")
+        written.append(write_csv(scores, out / "grid_aggregate.csv"))
         sections["aggregate"] = scores
     comparisons = grid_comparisons(sel)
     if not comparisons.empty:
-        atomic_write_bytes(out / "grid_comparisons.csv", comparisons.to_csv(index=False).encode())
-        written.append(out / "grid_comparisons.csv")
+        written.append(write_csv(comparisons, out / "grid_comparisons.csv"))
         sections["comparisons"] = comparisons
     robust = robustness(sel)
     if not robust.empty:
-        atomic_write_bytes(out / "grid_robustness.csv", robust.to_csv(index=False).encode())
-        written.append(out / "grid_robustness.csv")
+        written.append(write_csv(robust, out / "grid_robustness.csv"))
         sections["robustness"] = robustness_wide(robust, key)
     if other_recordings:
         others = {str(store.root): store.read() for store in other_recordings}
@@ -213,14 +209,12 @@ def write_grid_report(results: ResultsStore, out: Path, key: str, profile: str |
     calibration = calibration_table(sel, by=(GRID_COLUMN,))
     if not calibration.empty:
         written.append(plot_grid_calibration(calibration, colours, key, out / "grid_calibration.png"))
-        atomic_write_bytes(out / "grid_calibration.csv", calibration.to_csv(index=False).encode())
-        written.append(out / "grid_calibration.csv")
+        written.append(write_csv(calibration, out / "grid_calibration.csv"))
         sections["calibration"] = calibration_grid_wide(calibration, key, sel.models)
     objective = objective_table(sel)
     if not objective.empty and not trains_alike(key):  # else the same trained models at every value
         written.append(plot_objective(objective, colours, key, out / "grid_objective.png"))
-        atomic_write_bytes(out / "grid_objective.csv", objective.to_csv(index=False).encode())
-        written.append(out / "grid_objective.csv")
+        written.append(write_csv(objective, out / "grid_objective.csv"))
         sections["objective"] = objective_wide(objective, key)
     atomic_write_bytes(out / "README.md", grid_readme_text(sel, key, sections).encode())
     return written + [out / "README.md"]

@@ -17,6 +17,9 @@ from wmbench.results import markdown_table
 
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
 ALIVE_WARNING = 0.2  # tables mark errors averaged over fewer than this fraction of the trajectories
+# Floats in a report's CSVs: another CPU sums in another order and moves the last digits (1e-15 relative), so
+# 10 significant digits keep a redrawn report byte-identical; no statistic here is good to more than a few.
+CSV_FLOAT = "%.10g"
 
 
 def mse_table(sel: Selection, metric: str = "mse") -> pd.DataFrame:
@@ -192,7 +195,12 @@ def bench_table(rows: pd.DataFrame) -> pd.DataFrame:
     return wide.sort_values(["precision", "horizon", "model"], key=lambda c: c.map(order) if c.name == "model" else c)
 
 
+def write_csv(tidy: pd.DataFrame, path: Path) -> Path:
+    """`tidy` as a report's CSV at `path` (atomic, floats at `CSV_FLOAT`); returns `path`."""
+    atomic_write_bytes(path, tidy.to_csv(index=False, float_format=CSV_FLOAT).encode())
+    return path
+
+
 def write_table(tidy: pd.DataFrame, wide: pd.DataFrame, stem: Path) -> list[Path]:
-    atomic_write_bytes(stem.with_suffix(".csv"), tidy.to_csv(index=False).encode())
     atomic_write_bytes(stem.with_suffix(".md"), (markdown_table(wide) + "\n").encode())
-    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+    return [write_csv(tidy, stem.with_suffix(".csv")), stem.with_suffix(".md")]
