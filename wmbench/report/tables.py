@@ -17,8 +17,9 @@ from wmbench.results import markdown_table
 
 TABLE_STEPS = (10, 50, 200)  # the paper's horizons
 ALIVE_WARNING = 0.2  # tables mark errors averaged over fewer than this fraction of the trajectories
-# Floats in a report's CSVs: another CPU sums in another order and moves the last digits (1e-15 relative), so
-# 10 significant digits keep a redrawn report byte-identical; no statistic here is good to more than a few.
+# Floats in a report's CSVs: another CPU sums in another order and moves the last digits (1e-15 relative); at
+# 10 significant digits a redrawn report keeps its bytes but for a number on a rounding boundary (about 1 in 1e5).
+# No statistic here is good to more than a few digits.
 CSV_FLOAT = "%.10g"
 
 
