@@ -43,7 +43,7 @@ evaluate: install
 # report` draws results/ into report/.
 RECORDING_STORES = reports/reference-v2/results $(sort $(wildcard reports/recordings/*-seed*))
 # the recordings whose stores hold the data-size study's subsets too (make recording-study: add one once they are in)
-DATA_SIZE_RECORDINGS = $(addprefix reports/recordings/hopper-seed,1 2 3 4)
+DATA_SIZE_RECORDINGS = $(addprefix reports/recordings/hopper-seed,1 2 3 4) $(addprefix reports/recordings/walker2d-seed,1 2)
 report: install
 	$(BIN)/wmbench report --results reports/reference --out reports $(addprefix --other-recording ,$(RECORDING_STORES))
 	$(BIN)/wmbench report --results reports/reference-v2/results --out reports/reference-v2
