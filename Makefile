@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 MODEL  ?= polygrad
 ENV    ?= halfcheetah
 PYTEST_ARGS ?=
+TEST_WORKERS ?= auto
 BENCH_MODE ?= full
 BENCH_JSON ?= reports/bench/benchmarks.json
 
@@ -20,8 +21,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# one pytest-xdist worker per core, each on one torch thread (tests/conftest.py); a test file stays on one worker,
+# so its module fixtures are made once. TEST_WORKERS=0 runs everything in this process.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # the import contract of pyproject.toml (a module imports only those on the floors below it), then ruff's checks
 lint: install

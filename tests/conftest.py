@@ -44,6 +44,16 @@ def _isolated(workspace):
     """Apply the temporary folders to every test."""
 
 
+def pytest_configure(config):
+    """An xdist worker (`make test` runs one per core) trains on one torch thread, and so do the processes it starts:
+    the workers already fill the cores, and more threads than cores only slow them all down."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config, items):
     """`gpu` tests run only where CUDA is available (`make gpu-check` runs them on a GPU machine)."""
     import torch
