@@ -24,8 +24,8 @@ and a report refuses to pair cells of two policies).
 
 Logs and `summary.md` go to `--out` ($OUT), with the results store and the policy files as
 `results.tgz` (unpack its `results/` into the study's store). Runs from a clean checkout with no
-network, wheels in `.whl/` as for `make gpu-check`. `--device cpu --budget 300 --profile smoke` is
-a dry run of the plumbing.
+network, wheels in `.whl/` as for `make gpu-check`. `--device cpu --budget 300 --profile smoke
+--rate-updates 50` is a dry run of the plumbing (`tests/test_gpu_study.py` runs both leases' shapes).
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def main() -> int:
     parser.add_argument("--skip-checks", action="store_true", help="no CUDA checks (step 1)")
     parser.add_argument("--skip-targets", action="store_true", help="no targets at the paper's sizes (step 2)")
     parser.add_argument("--precision", choices=("fp32", "tf32"), default="fp32", help="the study's trainings")
+    parser.add_argument("--rate-updates", type=int, default=1000,
+                        help="updates timed to plan the study (default: 1000; fewer for a dry run on a CPU)")
     parser.add_argument("--every", type=int, help="evaluate every N updates, as many points as the time allows "
                                                   "(default: 5 points spread over it); the points of an earlier "
                                                   "run's --every pair with this run's")
@@ -129,11 +131,11 @@ def main() -> int:
                                                  "--models", args.models, "--horizons", "10", "--seeds", "3",
                                                  "--updates", "200", "--precision", precision], 60)
             summary += [line.strip() for line in text.splitlines() if "ms/update" in line]
-    # the rate plans the lease: 1,000 timed updates (200 gave 3.13 ms for both models on the H200, which
-    # then trained at 2.65 ms in the sweep)
+    # the rate plans the lease: 1,000 timed updates by default (200 gave 3.13 ms for both models on the H200,
+    # which then trained at 2.65 ms in the sweep)
     text = step("rate", [*WMBENCH, "bench", "--train", *cuda, "--profile", args.profile, "--env", ENV,
-                         "--models", args.models, "--horizons", "10", "--seeds", "3", "--updates", "1000",
-                         "--precision", args.precision], 60)
+                         "--models", args.models, "--horizons", "10", "--seeds", "3",
+                         "--updates", str(args.rate_updates), "--precision", args.precision], 60)
     per_update = sum(float(ms) for _, ms in BATCHED.findall(text)) / 1e3  # every model, one batched update each
     finish("data", making, started)
     if args.policies:  # before anything could fit a policy of its own
