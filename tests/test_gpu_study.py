@@ -36,7 +36,8 @@ def lease(root: Path, name: str, *args: str) -> Path:
 
 def cells(out: Path, model: str) -> pd.DataFrame:
     files = sorted((out / "returned" / "results" / "hopper" / model).glob("wmbench.*.csv.gz"))
-    return pd.concat([pd.read_csv(f) for f in files]) if files else pd.DataFrame()
+    assert files, f"{out.name}'s results.tgz holds no {model} cell"
+    return pd.concat([pd.read_csv(f) for f in files])
 
 
 @pytest.fixture(scope="module")
