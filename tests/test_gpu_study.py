@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from wmbench.results import ResultsStore
+
 REPO = Path(__file__).resolve().parent.parent
 # the study keeps everything under its own workspace (WMBENCH_STUDY_HOME); the tests' folder overrides would send
 # its datasets and results elsewhere
@@ -35,9 +37,10 @@ def lease(root: Path, name: str, *args: str) -> Path:
 
 
 def cells(out: Path, model: str) -> pd.DataFrame:
-    files = sorted((out / "returned" / "results" / "hopper" / model).glob("wmbench.*.csv.gz"))
-    assert files, f"{out.name}'s results.tgz holds no {model} cell"
-    return pd.concat([pd.read_csv(f) for f in files])
+    """The model's evaluation rows that a lease returned (its store also holds the rate step's `bench` cells)."""
+    rows = ResultsStore(out / "returned" / "results").read(model=model, dataset="wmbench/hopper/random-v0")
+    assert not rows.empty, f"{out.name}'s results.tgz holds no {model} cell"
+    return rows
 
 
 @pytest.fixture(scope="module")
